@@ -1,0 +1,101 @@
+"""The Faust worker: one agent over raw manifest bytes, batched, producing decisions with at-least-once commits.
+
+Offsets are acknowledged only after every record of a batch (decisions, flagged, dead letters)
+has been acknowledged by the broker; Faust commits acknowledged offsets on its commit interval.
+`stream.noack_take` is used because `stream.take` acknowledges the buffered events in a
+`finally` block, that is, even when processing of the batch raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import time
+
+import faust
+
+from .manifest import RawMessage
+from .metrics import PipelineMetrics
+from .pipeline import DEAD_LETTER, DECISIONS, FLAGGED, BatchOutcome, BatchProcessor
+from .screening import Screener
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Decisions of a 500-parcel manifest are ~40 KB; room for the largest allowed manifest's decisions.
+PRODUCER_MAX_REQUEST_BYTES = 8 << 20
+
+
+def create_app(settings: Settings, screener: Screener, metrics: PipelineMetrics | None = None,
+               on_batch=None) -> faust.App:
+    """A Faust app screening `settings.manifests_topic` with `screener`.
+
+    `on_batch(outcome, seconds)` is called after each committed-ready batch (used by the demo).
+    """
+    app = faust.App(
+        settings.app_id,
+        broker=settings.faust_broker,
+        value_serializer="raw",
+        key_serializer="raw",
+        web_enabled=settings.web_port > 0,
+        web_port=settings.web_port or 6066,
+        datadir=settings.data_dir,
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=settings.broker_session_timeout,
+        broker_heartbeat_interval=settings.broker_heartbeat_interval,
+        broker_rebalance_timeout=settings.broker_rebalance_timeout,
+        broker_commit_interval=settings.broker_commit_interval,
+        producer_max_request_size=PRODUCER_MAX_REQUEST_BYTES,
+        consumer_max_fetch_size=max(settings.max_message_bytes * 2, 4 << 20),
+        stream_buffer_maxsize=max(settings.batch_max_messages * 4, 1024),
+    )
+    topics = {
+        name: app.topic(settings.topic(name), key_type=bytes, value_type=bytes,
+                        partitions=settings.partitions, replicas=settings.replication_factor)
+        for name in ("manifests", DECISIONS, FLAGGED, DEAD_LETTER)
+    }
+    out_names = {kind: settings.topic(kind) for kind in (DECISIONS, FLAGGED, DEAD_LETTER)}
+    processor = BatchProcessor(screener, settings.max_message_bytes)
+    app.screener_processor = processor  # for observability (vocabulary sizes)
+
+    @app.agent(topics["manifests"], name="screen")
+    async def screen(stream: faust.StreamT) -> None:
+        for name in (DECISIONS, FLAGGED, DEAD_LETTER):
+            await topics[name].maybe_declare()
+        async for events in stream.noack_take(settings.batch_max_messages, within=settings.batch_within_s):
+            t0 = time.perf_counter()
+            raws = [RawMessage(e.message.value, e.message.topic, e.message.partition, e.message.offset,
+                               int((e.message.timestamp or 0) * 1000), e.message.key) for e in events]
+            result = processor.process(raws)
+            producer = app.producer
+            pending = [await producer.send(out_names[kind], key, value, None, None, None)
+                       for kind, key, value in result.records]
+            # At-least-once: only acknowledged output lets the input offsets be committed.
+            await asyncio.gather(*pending)
+            for e in events:
+                await stream.ack(e)
+            seconds = time.perf_counter() - t0
+            if metrics is not None:
+                metrics.observe_batch(result.outcome, seconds, [r.timestamp_ms for r in raws])
+            if on_batch is not None:
+                on_batch(result.outcome, seconds)
+
+    return app
+
+
+def run_worker(settings: Settings, screener: Screener, metrics: PipelineMetrics | None = None,
+               on_batch=None) -> None:
+    """Run the worker in the foreground until SIGINT/SIGTERM."""
+    from faust.worker import Worker
+
+    app = create_app(settings, screener, metrics, on_batch)
+    app.finalize()
+    gc.set_threshold(200_000, 20, 50)
+    worker = Worker(app, loglevel=settings.log_level.upper(), quiet=True, redirect_stdouts=False)
+    worker.execute_from_commandline()
+
+
+__all__ = ["create_app", "run_worker", "BatchOutcome"]

@@ -1,0 +1,194 @@
+"""Prometheus metrics of a worker, updated once per batch (never per parcel).
+
+Counters and histograms move in `observe_batch`, the only call on the hot path. The keep-up
+gauges (lag, arrival rate, capacity, headroom, drain time, state sizes) are set every few seconds
+by `screener.observability`, which reads the batch totals kept here. Every name is documented in
+docs/metrics.md together with the alert that uses it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterable, Mapping
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, start_http_server
+
+if TYPE_CHECKING:
+    from .pipeline import BatchOutcome
+
+BATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+LANES = ("green", "yellow", "red")
+MESSAGE_OUTCOMES = ("ok", "dead_letter")
+
+
+@dataclass
+class BatchStats:
+    """Running totals and decayed per-batch sums, read by the keep-up sampler.
+
+    The decayed sums (each batch weighs `decay` times the one after it) are what a least-squares fit
+    of `batch seconds = fixed + per_parcel * parcels` needs: a half-empty batch pays the same fixed
+    cost as a full one, so capacity must be judged at full batches, not at whatever load arrives.
+    """
+
+    decay: float = 0.98
+    batches: int = 0
+    parcels: float = 0.0
+    messages: float = 0.0
+    busy_seconds: float = 0.0
+    w: float = 0.0
+    w_n: float = 0.0
+    w_t: float = 0.0
+    w_nn: float = 0.0
+    w_nt: float = 0.0
+    w_msgs: float = 0.0
+    max_n: float = 0.0
+
+    def add(self, parcels: int, messages: int, seconds: float) -> None:
+        """Fold one batch into the totals and the decayed sums."""
+        d = self.decay
+        n = float(parcels)
+        self.batches += 1
+        self.parcels += n
+        self.messages += messages
+        self.busy_seconds += seconds
+        self.w = self.w * d + 1.0
+        self.w_n = self.w_n * d + n
+        self.w_t = self.w_t * d + seconds
+        self.w_nn = self.w_nn * d + n * n
+        self.w_nt = self.w_nt * d + n * seconds
+        self.w_msgs = self.w_msgs * d + messages
+        self.max_n = max(self.max_n * d, n)
+
+
+class PipelineMetrics:
+    """All metrics one worker exports; `observe_batch` is the only call on the hot path."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.stats = BatchStats()
+        r = self.registry
+        # CPU seconds and resident memory of the worker process, for the dashboard.
+        ProcessCollector(registry=r)
+
+        self.parcels = Counter("screener_parcels_total", "Parcels screened, by lane.", ["lane"], registry=r)
+        self.messages = Counter("screener_messages_total", "Input messages, by outcome (ok, dead_letter).",
+                                ["outcome"], registry=r)
+        self.dead_letters = Counter("screener_dead_letter_total", "Dead-letter entries, by reason code.",
+                                    ["reason"], registry=r)
+        self.rule_hits = Counter("screener_rule_hits_total", "Rule hits, by rule id.", ["rule_id"], registry=r)
+        self.batch_seconds = Histogram("screener_batch_seconds", "Wall seconds to process one batch.",
+                                       buckets=BATCH_BUCKETS, registry=r)
+        self.kernel_seconds = Counter("screener_kernel_seconds_total", "Seconds spent in screening kernels.",
+                                      registry=r)
+        self.busy_seconds = Counter("screener_busy_seconds_total", "Seconds spent processing batches.",
+                                    registry=r)
+        self.latency = Histogram("screener_publish_to_decision_seconds",
+                                 "Seconds from the input message timestamp to its decisions being acknowledged.",
+                                 buckets=LATENCY_BUCKETS, registry=r)
+        self.last_batch = Gauge("screener_last_batch_timestamp_seconds", "Unix time of the last processed batch.",
+                                registry=r)
+        # Zero-valued children make every lane and outcome visible before the first parcel, so rate()
+        # and ratios in alerts have both sides from the first scrape.
+        for lane in LANES:
+            self.parcels.labels(lane)
+        for outcome in MESSAGE_OUTCOMES:
+            self.messages.labels(outcome)
+
+        tp = ["topic", "partition"]
+        self.lag = Gauge("screener_consumer_lag",
+                         "Records not yet screened: high-water mark minus committed offset.", tp, registry=r)
+        self.highwater = Gauge("screener_consumer_highwater",
+                               "High-water mark from the consumer's fetch responses.", tp, registry=r)
+        self.committed = Gauge("screener_consumer_committed_offset",
+                               "Offset committed by the consumer group (next record to screen).", tp, registry=r)
+        self.arrival_messages = Gauge("screener_arrival_rate_messages_per_second",
+                                      "Messages per second arriving on this worker's partitions.", registry=r)
+        self.arrival_parcels = Gauge("screener_arrival_rate_parcels_per_second",
+                                     "Parcels per second arriving on this worker's partitions (estimated from "
+                                     "messages times mean parcels per message).", registry=r)
+        self.throughput = Gauge("screener_throughput_parcels_per_second",
+                                "Parcels screened per wall second over the sampling window.", registry=r)
+        self.capacity = Gauge("screener_capacity_parcels_per_second",
+                              "Parcels per busy second this worker sustains at full batches; NaN before any batch.",
+                              registry=r)
+        self.required_peak = Gauge("screener_required_peak_parcels_per_second",
+                                   "Peak rate to sustain: daily volume times peak factor over 86,400 s.", registry=r)
+        self.daily_volume = Gauge("screener_daily_volume_parcels", "Daily volume the deployment is sized for.",
+                                  registry=r)
+        self.peak_factor = Gauge("screener_peak_factor", "Peak-day rate as a multiple of the average rate.",
+                                 registry=r)
+        self.headroom = Gauge("screener_headroom_ratio",
+                              "Capacity over the required peak rate; NaN before any batch.", registry=r)
+        self.drain = Gauge("screener_drain_seconds",
+                           "Seconds to empty the lag at capacity minus arrival rate; 0 with no lag, "
+                           "+Inf when capacity <= arrival rate, NaN before any batch.", registry=r)
+        self.state_entries = Gauge("screener_state_entries", "Entries held in worker state, by kind and name.",
+                                   ["kind", "name"], registry=r)
+        for gauge in (self.capacity, self.headroom, self.drain):
+            gauge.set(math.nan)
+        self._partitions: set[tuple[str, str]] = set()
+
+    def observe_batch(self, outcome: "BatchOutcome", seconds: float, input_timestamps_ms: list[int]) -> None:
+        """Record one processed batch."""
+        for lane, count in outcome.lanes.items():
+            if count:
+                self.parcels.labels(lane).inc(count)
+        for name, count in outcome.messages.items():
+            if count:
+                self.messages.labels(name).inc(count)
+        for reason, count in outcome.dead_letters.items():
+            self.dead_letters.labels(reason).inc(count)
+        for rule_id, count in outcome.rule_hits.items():
+            self.rule_hits.labels(rule_id).inc(count)
+        self.batch_seconds.observe(seconds)
+        self.busy_seconds.inc(seconds)
+        self.kernel_seconds.inc(outcome.kernel_seconds)
+        self.stats.add(outcome.parcels, sum(outcome.messages.values()), seconds)
+        now_ms = time.time() * 1000.0
+        for ts in input_timestamps_ms:
+            if ts:
+                self.latency.observe(max(0.0, (now_ms - ts) / 1000.0))
+        self.last_batch.set_to_current_time()
+
+    def set_targets(self, daily_volume: float, peak_factor: float, required_peak: float) -> None:
+        """Export the keep-up target the headroom is measured against."""
+        self.daily_volume.set(daily_volume)
+        self.peak_factor.set(peak_factor)
+        self.required_peak.set(required_peak)
+
+    def set_offsets(self, offsets: Mapping[tuple[str, int], tuple[int, int]]) -> None:
+        """Export high-water mark, committed offset and lag for the partitions assigned now."""
+        seen: set[tuple[str, str]] = set()
+        for (topic, partition), (highwater, committed) in offsets.items():
+            key = (topic, str(partition))
+            seen.add(key)
+            self.highwater.labels(*key).set(highwater)
+            self.committed.labels(*key).set(committed)
+            self.lag.labels(*key).set(max(0, highwater - committed))
+        # A revoked partition belongs to another worker now; keeping its last lag would count it twice.
+        for key in self._partitions - seen:
+            for gauge in (self.lag, self.highwater, self.committed):
+                gauge.remove(*key)
+        self._partitions = seen
+
+    def set_keepup(self, *, arrival_messages: float, arrival_parcels: float, throughput: float,
+                   capacity: float, headroom: float, drain_seconds: float) -> None:
+        """Export the derived keep-up figures computed by the sampler."""
+        self.arrival_messages.set(arrival_messages)
+        self.arrival_parcels.set(arrival_parcels)
+        self.throughput.set(throughput)
+        self.capacity.set(capacity)
+        self.headroom.set(headroom)
+        self.drain.set(drain_seconds)
+
+    def set_state_sizes(self, kind: str, sizes: Iterable[tuple[str, int]]) -> None:
+        """Export the number of entries of each named piece of state of one kind."""
+        for name, size in sizes:
+            self.state_entries.labels(kind, name).set(size)
+
+    def serve(self, port: int, addr: str = "0.0.0.0") -> None:
+        """Serve /metrics on port in a background thread."""
+        start_http_server(port, addr=addr, registry=self.registry)
