@@ -210,3 +210,28 @@ class ManifestGenerator:
             yield {"parcel_id": label["parcel_id"], "inspected_at": inspected_at, "lane": "red",
                    "illicit": label["illicit"], "revenue": label["revenue"],
                    "finding_code": label["finding_code"], "note": "synthetic ground truth"}
+
+
+# Ways a sender gets a parcel wrong, with the dead-letter reason each must produce.
+PARCEL_DEFECTS = {
+    "missing_consignee": ("missing_field", lambda p: p.pop("consignee_id")),
+    "negative_weight": ("non_positive_value", lambda p: p.update(gross_weight_kg=-1.5)),
+    "value_as_text": ("wrong_type", lambda p: p.update(declared_value="12.50")),
+    "bad_hs_code": ("bad_format", lambda p: p["items"][0].update(hs_code="85A7")),
+    "bad_country": ("bad_format", lambda p: p.update(origin_country="China")),
+    "no_items": ("no_items", lambda p: p.update(items=[])),
+}
+# Whole messages that are not manifests, with the reason each must produce.
+BAD_MESSAGES = {
+    "not_json": (b'{"schema_version": 1, "manifest_id": "M-broken", "parcels": [', "not_json"),
+    "not_object": (b'[{"parcel_id": "X"}]', "not_object"),
+    "binary": (b"\x00\x9f\x92\x96 not text", "not_json"),
+    "future_schema": (b'{"schema_version": 99, "manifest_id": "M-future", "parcels": []}', "unknown_schema_version"),
+}
+
+
+def break_parcel(parcel: dict, defect: str) -> str:
+    """Damage a parcel in place with the named defect; returns the dead-letter reason it must get."""
+    reason, damage = PARCEL_DEFECTS[defect]
+    damage(parcel)
+    return reason

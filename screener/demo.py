@@ -1,0 +1,253 @@
+"""`screener demo`: embedded broker, a worker process, a live publisher with some bad input mixed in,
+and a live view of what comes out, ending with a summary once every parcel is accounted for."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+from rich.console import Console, Group
+from rich.live import Live
+from rich.panel import Panel
+from rich.table import Table
+
+from .broker import EmbeddedBroker, free_port
+from .generator import BAD_MESSAGES, PARCEL_DEFECTS, GeneratorConfig, ManifestGenerator, break_parcel
+from .publisher import publish_lines
+from .settings import Settings
+from .tail import read_topic
+
+BAD_PARCEL_EVERY = 40      # one damaged parcel in every 40th manifest
+BAD_MESSAGE_EVERY = 50     # one non-manifest message after every 50th manifest
+TIMEOUT_S = 300.0
+
+
+@dataclass
+class Tally:
+    """What the demo has published and what came back."""
+
+    published_parcels: int = 0
+    expected_valid: int = 0
+    expected_dead: int = 0
+    publishing_done: bool = False
+    decided: set = field(default_factory=set)
+    decisions: int = 0
+    lanes: Counter = field(default_factory=Counter)
+    reasons: Counter = field(default_factory=Counter)
+    dead: Counter = field(default_factory=Counter)
+    flagged_ids: set = field(default_factory=set)
+    first_at: float = 0.0
+    last_at: float = 0.0
+    rate_window: list = field(default_factory=list)
+
+    def done(self) -> bool:
+        """Every valid parcel decided and every bad item dead-lettered."""
+        return (self.publishing_done and len(self.decided) >= self.expected_valid
+                and sum(self.dead.values()) >= self.expected_dead)
+
+    def rate(self) -> float:
+        """Decided parcels per second over the last few seconds."""
+        now = time.monotonic()
+        self.rate_window = [(t, n) for t, n in self.rate_window if now - t < 3.0]
+        if len(self.rate_window) < 2:
+            return 0.0
+        (t0, n0), (t1, n1) = self.rate_window[0], self.rate_window[-1]
+        return (n1 - n0) / max(t1 - t0, 1e-6)
+
+
+def _view(t: Tally, target: int | None, started: float) -> Group:
+    head = Table.grid(padding=(0, 3))
+    head.add_row("[bold]published[/]", f"{t.published_parcels:,} parcels",
+                 "[bold]decided[/]", f"{len(t.decided):,}" + (f" / {target:,}" if target else ""),
+                 "[bold]rate[/]", f"{t.rate():,.0f} parcels/s", "[bold]elapsed[/]", f"{time.monotonic() - started:.0f}s")
+    lanes = Table(title="lanes", show_edge=False)
+    lanes.add_column("lane")
+    lanes.add_column("parcels", justify="right")
+    lanes.add_column("share", justify="right")
+    total = max(sum(t.lanes.values()), 1)
+    for lane, style in (("green", "green"), ("yellow", "yellow"), ("red", "red")):
+        lanes.add_row(f"[{style}]{lane}[/]", f"{t.lanes[lane]:,}", f"{100 * t.lanes[lane] / total:.2f}%")
+    reasons = Table(title="top reasons", show_edge=False)
+    reasons.add_column("rule")
+    reasons.add_column("hits", justify="right")
+    for rule, n in t.reasons.most_common(8):
+        reasons.add_row(rule, f"{n:,}")
+    dead = Table(title=f"dead-letter ({sum(t.dead.values())})", show_edge=False)
+    dead.add_column("reason")
+    dead.add_column("count", justify="right")
+    for reason, n in t.dead.most_common(8):
+        dead.add_row(reason, str(n))
+    body = Table.grid(padding=(0, 4))
+    body.add_row(lanes, reasons, dead)
+    return Group(Panel(head, title="parcel screener demo"), body)
+
+
+async def _publish(settings: Settings, tally: Tally, total: int | None, per_manifest: int, rate: float,
+                   seed: int) -> None:
+    gen = ManifestGenerator(GeneratorConfig(manifests=0, parcels_per_manifest=per_manifest, seed=seed))
+    defects = itertools.cycle(PARCEL_DEFECTS)
+    bad_messages = itertools.cycle(BAD_MESSAGES.values())
+
+    def lines():
+        for m in itertools.count():
+            if total is not None and tally.published_parcels >= total:
+                return
+            manifest = gen.manifest(m)
+            n = len(manifest["parcels"])
+            if m % BAD_PARCEL_EVERY == BAD_PARCEL_EVERY - 1:
+                break_parcel(manifest["parcels"][m % n], next(defects))
+                tally.expected_dead += 1
+                n -= 1
+            tally.expected_valid += n
+            tally.published_parcels += len(manifest["parcels"])
+            yield orjson.dumps(manifest)
+            if m % BAD_MESSAGE_EVERY == BAD_MESSAGE_EVERY - 1:
+                tally.expected_dead += 1
+                yield next(bad_messages)[0]
+
+    # The generator is CPU-bound: feed the producer in chunks so the event loop keeps serving the view.
+    it = lines()
+    while True:
+        chunk = list(itertools.islice(it, 4))
+        if not chunk:
+            break
+        await publish_lines(settings.bootstrap_servers, settings.manifests_topic, chunk, rate)
+        await asyncio.sleep(0)
+    tally.publishing_done = True
+
+
+async def _consume(settings: Settings, tally: Tally) -> None:
+    async def decisions():
+        async for _msg, value in read_topic(settings.bootstrap_servers, settings.decisions_topic):
+            if not value:
+                continue
+            for d in value.get("decisions", []):
+                tally.decided.add(d["parcel_id"])
+                tally.decisions += 1
+                tally.lanes[d["lane"]] += 1
+                for r in d.get("reasons", []):
+                    tally.reasons[r["rule_id"]] += 1
+            now = time.monotonic()
+            tally.first_at = tally.first_at or now
+            tally.last_at = now
+            tally.rate_window.append((now, len(tally.decided)))
+
+    async def dead():
+        async for _msg, value in read_topic(settings.bootstrap_servers, settings.dead_letter_topic):
+            tally.dead[(value or {}).get("reason", "?")] += 1
+
+    async def flagged():
+        async for _msg, value in read_topic(settings.bootstrap_servers, settings.flagged_topic):
+            if value:
+                tally.flagged_ids.add(value.get("parcel_id"))
+
+    await asyncio.gather(decisions(), dead(), flagged())
+
+
+def _summary(console: Console, t: Tally, labels: dict[str, str], elapsed: float) -> None:
+    table = Table(title="demo summary", show_header=False)
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    span = max(t.last_at - t.first_at, 1e-6)
+    table.add_row("parcels published", f"{t.published_parcels:,}")
+    table.add_row("valid parcels decided (distinct)", f"{len(t.decided):,} of {t.expected_valid:,}")
+    table.add_row("decision records (duplicates are replays)", f"{t.decisions:,}")
+    table.add_row("dead-letter entries", f"{sum(t.dead.values()):,} of {t.expected_dead:,} expected")
+    for lane in ("green", "yellow", "red"):
+        table.add_row(f"  {lane}", f"{t.lanes[lane]:,} ({100 * t.lanes[lane] / max(t.decisions, 1):.2f}%)")
+    table.add_row("throughput (first to last decision)", f"{len(t.decided) / span:,.0f} parcels/s")
+    illicit = {pid for pid, code in labels.items() if code != "NONE" and pid in t.decided}
+    caught = illicit & t.flagged_ids
+    table.add_row("planted fraud flagged (recall)", f"{len(caught):,} of {len(illicit):,}"
+                  f" ({100 * len(caught) / max(len(illicit), 1):.1f}%)")
+    table.add_row("flags that were planted fraud (precision)",
+                  f"{100 * len(caught) / max(len(t.flagged_ids), 1):.1f}%")
+    table.add_row("wall time", f"{elapsed:.1f}s")
+    console.print(table)
+    if t.reasons:
+        console.print("top reasons: " + ", ".join(f"{r} {n:,}" for r, n in t.reasons.most_common(6)))
+
+
+def run_demo(parcels: int, parcels_per_manifest: int, rate: float, forever: bool, partitions: int,
+             metrics_port: int, pack: str | None, seed: int) -> int:
+    """Run the whole demo; returns the process exit code."""
+    console = Console()
+    workdir = Path(".demo")
+    workdir.mkdir(exist_ok=True)
+    broker = EmbeddedBroker.start(log_path=str(workdir / "broker.log"))
+    settings = Settings.load({"broker": broker.url, "partitions": partitions, "data_dir": str(workdir / "data")})
+    if metrics_port and not _port_free(metrics_port):
+        metrics_port = free_port()
+    env = dict(os.environ, SCREENER_BROKER=broker.url, SCREENER_PARTITIONS=str(partitions),
+               SCREENER_DATA_DIR=str(workdir / "data"), SCREENER_METRICS_PORT=str(metrics_port))
+    if pack:
+        env["SCREENER_PACK"] = pack
+    log = open(workdir / "worker.log", "wb")
+    worker = subprocess.Popen([sys.executable, "-m", "screener.cli", "worker"], env=env, stdout=log,
+                              stderr=subprocess.STDOUT, start_new_session=True)
+    console.print(f"[dim]broker {broker.url} | worker pid {worker.pid} (log .demo/worker.log) | "
+                  f"metrics http://127.0.0.1:{metrics_port}/metrics | `screener status "
+                  f"--metrics-url http://127.0.0.1:{metrics_port}/metrics` in another terminal[/]")
+    tally = Tally()
+    target = None if forever else parcels
+    started = time.monotonic()
+    code = 0
+
+    async def main() -> int:
+        pub = asyncio.create_task(_publish(settings, tally, target, parcels_per_manifest, rate, seed))
+        con = asyncio.create_task(_consume(settings, tally))
+        with Live(_view(tally, target, started), console=console, refresh_per_second=4) as live:
+            while True:
+                await asyncio.sleep(0.25)
+                live.update(_view(tally, target, started))
+                if worker.poll() is not None:
+                    console.print(f"[red]worker exited with {worker.returncode}; see .demo/worker.log[/]")
+                    return 1
+                if pub.done() and pub.exception():
+                    raise pub.exception()
+                if not forever and tally.done():
+                    break
+                if time.monotonic() - started > TIMEOUT_S and not forever:
+                    console.print(f"[red]not every parcel was accounted for within {TIMEOUT_S:.0f}s[/]")
+                    return 1
+        con.cancel()
+        return 0
+
+    try:
+        code = asyncio.run(main())
+    except KeyboardInterrupt:
+        code = 0 if forever else 130
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+        broker.stop()
+    labels = {}
+    gen = ManifestGenerator(GeneratorConfig(manifests=0, parcels_per_manifest=parcels_per_manifest, seed=seed))
+    for m in range(tally.published_parcels // max(parcels_per_manifest, 1) + 1):
+        gen.manifest(m)
+    labels = {lab["parcel_id"]: lab["finding_code"] for lab in gen.labels}
+    _summary(console, tally, labels, time.monotonic() - started)
+    return code
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        try:
+            s.bind(("0.0.0.0", port))
+            return True
+        except OSError:
+            return False
