@@ -17,6 +17,7 @@ import faust
 
 from .manifest import RawMessage
 from .metrics import PipelineMetrics
+from .observability import attach
 from .pipeline import DEAD_LETTER, DECISIONS, FLAGGED, BatchOutcome, BatchProcessor
 from .screening import Screener
 from .settings import Settings
@@ -60,6 +61,9 @@ def create_app(settings: Settings, screener: Screener, metrics: PipelineMetrics 
     out_names = {kind: settings.topic(kind) for kind in (DECISIONS, FLAGGED, DEAD_LETTER)}
     processor = BatchProcessor(screener, settings.max_message_bytes)
     app.screener_processor = processor  # for observability (vocabulary sizes)
+    if metrics is not None:
+        # Lag, arrival rate, capacity, headroom, drain time and state sizes, sampled every few seconds.
+        attach(app, metrics, settings, vocab=processor.vocab)
 
     @app.agent(topics["manifests"], name="screen")
     async def screen(stream: faust.StreamT) -> None:

@@ -58,6 +58,9 @@ def load_and_warm_screener(pack: str | None):
 @click.option("--metrics-port", type=int, default=None, help="Serve Prometheus /metrics on this port (0 = off).")
 @click.option("--web-port", type=int, default=None, help="Enable Faust's web server on this port (0 = off).")
 @click.option("--batch-max-messages", type=int, default=None, help="Messages per batch at most.")
+@click.option("--daily-volume", type=int, default=None,
+              help="Parcels per day to size for; headroom is measured against it (default 20,000,000).")
+@click.option("--peak-factor", type=float, default=None, help="Peak-day rate over the average rate (default 10).")
 @click.option("--log-level", default=None, help="Log level (WARNING, INFO, DEBUG).")
 @click.option("--data-dir", default=None, help="Faust's local data directory.")
 def worker(**flags) -> None:

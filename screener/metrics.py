@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, start_http_server
 
+from .columns import PARCEL_REASONS
+
 if TYPE_CHECKING:
     from .pipeline import BatchOutcome
 
@@ -22,6 +24,9 @@ BATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 LANES = ("green", "yellow", "red")
 MESSAGE_OUTCOMES = ("ok", "dead_letter")
+# Whole-message reason codes (manifest.py, pipeline.py); parcel-level ones come from columns.py.
+MESSAGE_DEAD_LETTER_REASONS = ("empty_message", "too_large", "not_json", "not_object", "unknown_schema_version",
+                               "bad_manifest", "internal_error")
 
 
 @dataclass
@@ -90,12 +95,14 @@ class PipelineMetrics:
                                  buckets=LATENCY_BUCKETS, registry=r)
         self.last_batch = Gauge("screener_last_batch_timestamp_seconds", "Unix time of the last processed batch.",
                                 registry=r)
-        # Zero-valued children make every lane and outcome visible before the first parcel, so rate()
-        # and ratios in alerts have both sides from the first scrape.
+        # Zero-valued children make every lane, outcome and reason visible before the first parcel,
+        # so rate() and the ratios in alerts and panels have both sides from the first scrape.
         for lane in LANES:
             self.parcels.labels(lane)
         for outcome in MESSAGE_OUTCOMES:
             self.messages.labels(outcome)
+        for reason in MESSAGE_DEAD_LETTER_REASONS + tuple(PARCEL_REASONS):
+            self.dead_letters.labels(reason)
 
         tp = ["topic", "partition"]
         self.lag = Gauge("screener_consumer_lag",

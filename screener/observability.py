@@ -130,14 +130,10 @@ class KeepUpSampler:
         while len(self._samples) > 2 and now - self._samples[1][0] >= self.window_s:
             self._samples.popleft()
 
-        first_t, first_parcels, first_hw = self._samples[0]
+        first_t, first_parcels, _ = self._samples[0]
         span = now - first_t
-        if span > 0:
-            common = first_hw.keys() & highwaters.keys()
-            arrival_msgs = sum(max(0, highwaters[tp] - first_hw[tp]) for tp in common) / span
-            throughput = (stats.parcels - first_parcels) / span
-        else:
-            arrival_msgs, throughput = math.nan, math.nan
+        arrival_msgs = self._arrival_messages(now, highwaters) if span > 0 else math.nan
+        throughput = (stats.parcels - first_parcels) / span if span > 0 else math.nan
         ppm = mean_parcels_per_message(stats)
         capacity = capacity_parcels_per_second(stats, self.full_batch_messages)
         capacity_msgs = capacity / ppm if ppm > 0 else math.nan
@@ -150,6 +146,23 @@ class KeepUpSampler:
             drain_seconds=drain_seconds(self._lag, capacity_msgs, arrival_msgs),
         )
         self._export_state()
+
+    def _arrival_messages(self, now: float, highwaters: dict[tuple[str, int], int]) -> float:
+        """Messages/s added to the partitions, each measured from the oldest sample in the window that has it.
+
+        A partition assigned mid-window (rebalance, first fetch) counts from when it was first seen;
+        what it held before then is lag, not arrival.
+        """
+        first_seen: dict[tuple[str, int], tuple[float, int]] = {}
+        for t, _, hws in self._samples:
+            for tp, hw in hws.items():
+                first_seen.setdefault(tp, (t, hw))
+        rate = 0.0
+        for tp, hw in highwaters.items():
+            t0, hw0 = first_seen[tp]
+            if now > t0:
+                rate += max(0, hw - hw0) / (now - t0)
+        return rate
 
     def _export_state(self) -> None:
         state = self.state() if callable(self.state) else self.state
@@ -211,7 +224,8 @@ def attach(app: Any, metrics: PipelineMetrics, settings: Any, vocab: StateArg = 
     metrics.set_targets(settings.daily_volume, settings.peak_factor, settings.required_peak_rate)
     sampler = KeepUpSampler(metrics, required_peak=settings.required_peak_rate,
                             full_batch_messages=settings.batch_max_messages,
-                            offsets=FaustOffsets(app, [settings.manifests_topic]), state=vocab)
+                            offsets=FaustOffsets(app, [settings.manifests_topic], timeout_s=0.8 * interval),
+                            state=vocab)
 
     async def sample_keepup() -> None:
         await sampler.sample()

@@ -79,6 +79,7 @@ class StarterScreener:
         self._fx = np.full(1, np.nan)
         self._band = np.full(1, np.nan)
         self._last: dict = {}
+        self._vocab = None
 
     def _grow(self, table: np.ndarray, strings: list[str], fn) -> np.ndarray:
         if len(table) < len(strings):
@@ -94,6 +95,12 @@ class StarterScreener:
 
     def screen(self, batch: ParcelBatch) -> ScreenResult:
         """Run the kernel over the batch."""
+        if batch.vocab is not self._vocab:
+            # Lookups are indexed by the codes of one vocabulary; another one (the warm-up's, a
+            # test's) numbers strings differently, so start over rather than misread codes.
+            self._vocab = batch.vocab
+            self._fx = np.full(1, np.nan)
+            self._band = np.full(1, np.nan)
         self._fx = self._grow(self._fx, batch.vocab["currency"].strings, lambda c: self.fx.get(c, np.nan))
         self._band = self._grow(self._band, batch.vocab["item_hs_code"].strings, self._band_of)
         n = batch.n

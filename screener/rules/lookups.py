@@ -19,8 +19,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..batch import Vocabularies
 from .ir import BandTable, PairTable, StrFn, StrPred
 from .predicates import matcher, string_number
+
+# Field vocabularies that are one Vocabulary object (e.g. all country fields) share one matrix.
+_CANONICAL = {key: v.name for key, v in Vocabularies().items()}
+
+
+def canonical_vocab(key: str) -> str:
+    """Name of the Vocabulary object behind a field's vocabulary key (shared ones have one name)."""
+    return _CANONICAL.get(key, key)
 
 _EMPTY_FROM = np.iinfo(np.int64).max   # an unused interval slot: from > until, never contains t
 _EMPTY_UNTIL = np.iinfo(np.int64).min
@@ -44,7 +53,8 @@ def band_value(table: BandTable, which: str, hs: str, origin: str | None) -> flo
 class VocabPlan:
     """The lookup columns one vocabulary needs, in column order per matrix."""
 
-    name: str
+    name: str                                    # canonical vocabulary name (kernel argument suffix)
+    key: str                                     # a key of Vocabularies that holds it
     bools: list = field(default_factory=list)    # StrPred
     timed: list = field(default_factory=list)    # StrPred with dates
     floats: list = field(default_factory=list)   # (spec, width): StrFn -> 1, ("band", table, which) -> K+1
@@ -94,10 +104,11 @@ class LookupPlan:
         self.vocabs: dict[str, VocabPlan] = {}
         self.pairs: list[PairTable] = []
 
-    def vocab(self, name: str) -> VocabPlan:
-        """The plan of one vocabulary (created on first use)."""
+    def vocab(self, key: str) -> VocabPlan:
+        """The plan of the vocabulary behind field vocabulary `key` (created on first use)."""
+        name = canonical_vocab(key)
         if name not in self.vocabs:
-            self.vocabs[name] = VocabPlan(name)
+            self.vocabs[name] = VocabPlan(name, key)
         return self.vocabs[name]
 
     def pair_index(self, table: PairTable) -> int:
@@ -259,7 +270,8 @@ class LookupState:
         self._reset()
 
     def _reset(self) -> None:
-        self.states = {name: _VocabState(p) for name, p in self.plan.vocabs.items()}
+        self.states = {name: _VocabState(p) for name, p in self.plan.vocabs.items()
+                       if p.bools or p.floats or p.ints or p.timed}
         self.canon: dict[str, int] = {"": 0}
 
     def update(self, vocabs) -> list[np.ndarray]:
@@ -270,7 +282,7 @@ class LookupState:
             self.vocabs = vocabs
         out = []
         for name, state in self.states.items():
-            self.evaluated += state.update(vocabs[name].strings, self.canon)
+            self.evaluated += state.update(vocabs[state.plan.key].strings, self.canon)
             out += state.arrays()
         if self.plan.pairs:
             out += [self.pairs, self.pair_meta]

@@ -128,8 +128,7 @@ class ConditionParser:
             raise self.error(node, f"condition is nested deeper than {MAX_DEPTH} levels")
         for kind, message in _REFUSED.items():
             if isinstance(node, kind):
-                if isinstance(node, ast.Attribute) and node.attr.startswith("__"):
-                    message = f"dunder name {node.attr!r} is not allowed; " + message
+                self._report_dunders(node)
                 raise self.error(node, message)
         method = getattr(self, "_" + type(node).__name__, None)
         if method is None:
@@ -138,6 +137,13 @@ class ConditionParser:
         if not out.label:
             out.label = self._label(node)
         return out
+
+    def _report_dunders(self, node: ast.AST) -> None:
+        """Name every dunder inside a refused construct too: they are the usual escape attempt."""
+        for sub in ast.walk(node):
+            name = sub.id if isinstance(sub, ast.Name) else sub.attr if isinstance(sub, ast.Attribute) else ""
+            if name.startswith("__") or name.endswith("__"):
+                self.error(sub, f"dunder name {name!r} is not allowed")
 
     def _expect(self, node: ast.AST, want: str, *, item: bool, depth: int) -> ir.Node:
         out = self.visit(node, item=item, depth=depth)
@@ -402,6 +408,7 @@ class ConditionParser:
     # --- calls ------------------------------------------------------------------------------
     def _Call(self, node: ast.Call, *, item: bool, depth: int) -> ir.Node:
         if not isinstance(node.func, ast.Name):
+            self._report_dunders(node.func)
             if isinstance(node.func, ast.Attribute):
                 raise self.error(node.func, "attribute access (x.y) is not allowed; only plain function names")
             raise self.error(node.func, "only plain function names can be called")

@@ -29,9 +29,9 @@ def outcome(parcels: int = 500, messages: int = 1, dead: int = 0) -> BatchOutcom
     return o
 
 
-def value(m: PipelineMetrics, name: str, **labels) -> float | None:
-    """The exported sample value of `name` with exactly these labels (None if absent)."""
-    return m.registry.get_sample_value(name, labels)
+def value(m: PipelineMetrics, metric: str, /, **labels) -> float | None:
+    """The exported sample value of `metric` with exactly these labels (None if absent)."""
+    return m.registry.get_sample_value(metric, labels)
 
 
 def test_observe_batch_counts_lanes_messages_reasons_rules_and_time():
@@ -74,8 +74,8 @@ def test_set_offsets_exports_lag_and_forgets_revoked_partitions():
     assert value(m, "screener_consumer_lag", topic="manifests", partition="1") == 50
 
 
-def _stats(batches: list[tuple[int, int, float]]) -> BatchStats:
-    s = BatchStats()
+def _stats(batches: list[tuple[int, int, float]], decay: float = 0.98) -> BatchStats:
+    s = BatchStats(decay=decay)
     for parcels, messages, seconds in batches:
         s.add(parcels, messages, seconds)
     return s
@@ -190,7 +190,9 @@ def test_sampler_reports_infinite_drain_when_arrival_outruns_capacity():
 
 def test_mean_parcels_per_message():
     assert math.isnan(mean_parcels_per_message(BatchStats()))
-    assert mean_parcels_per_message(_stats([(1000, 2, 0.1), (0, 1, 0.01)])) == pytest.approx(1000 / 3)
+    assert mean_parcels_per_message(_stats([(1000, 2, 0.1), (0, 1, 0.01)], decay=1.0)) == pytest.approx(1000 / 3)
+    # Recent batches weigh more: the older 1000-parcel batch counts 0.98 times.
+    assert mean_parcels_per_message(_stats([(1000, 2, 0.1), (0, 1, 0.01)])) == pytest.approx(980 / 2.96)
 
 
 def test_attach_registers_a_timer_on_a_real_faust_app_and_exports_the_target():
@@ -205,3 +207,38 @@ def test_attach_registers_a_timer_on_a_real_faust_app_and_exports_the_target():
     assert value(m, "screener_required_peak_parcels_per_second") == pytest.approx(20e6 * 10 / 86400)
     assert value(m, "screener_daily_volume_parcels") == 20e6
     assert sampler.offsets.topics == {settings.manifests_topic}
+
+
+def test_a_partition_seen_mid_window_counts_arrivals_from_then_not_its_backlog():
+    m = PipelineMetrics()
+    clock, offsets = Clock(), FakeOffsets()
+    sampler = KeepUpSampler(m, required_peak=2000.0, full_batch_messages=256, offsets=offsets, clock=clock)
+    offsets.now = {("manifests", 0): (0, 0)}
+    asyncio.run(sampler.sample())
+    clock.t += 10
+    # Partition 1 arrives by a rebalance holding 5,000 old messages: lag, not arrival.
+    offsets.now = {("manifests", 0): (100, 100), ("manifests", 1): (5000, 0)}
+    asyncio.run(sampler.sample())
+    assert value(m, "screener_arrival_rate_messages_per_second") == pytest.approx(10.0)
+    clock.t += 10
+    offsets.now = {("manifests", 0): (200, 200), ("manifests", 1): (5100, 100)}
+    asyncio.run(sampler.sample())
+    assert value(m, "screener_arrival_rate_messages_per_second") == pytest.approx(200 / 20 + 100 / 10)
+    assert value(m, "screener_consumer_lag", topic="manifests", partition="1") == 5000
+
+
+def test_every_dead_letter_reason_is_exported_at_zero_before_it_happens():
+    import re
+    from pathlib import Path
+
+    import screener
+    from screener.columns import PARCEL_REASONS
+    from screener.metrics import MESSAGE_DEAD_LETTER_REASONS
+
+    # The message-level codes are spelled out in metrics.py; they must match the ones the code emits.
+    src = "".join(p.read_text() for p in Path(screener.__file__).parent.glob("*.py"))
+    emitted = set(re.findall(r'Rejection\("([a-z_]+)"', src))
+    assert emitted == set(MESSAGE_DEAD_LETTER_REASONS)
+    m = PipelineMetrics()
+    for reason in emitted | set(PARCEL_REASONS):
+        assert value(m, "screener_dead_letter_total", reason=reason) == 0

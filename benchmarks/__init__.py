@@ -1,0 +1,1 @@
+"""Benchmark harness of the parcel screener: `python -m benchmarks.run --full|--quick|--smoke`."""

@@ -1,0 +1,9 @@
+"""Rule packs: analysts' TOML rules checked into IR, compiled to one Numba kernel, explained per parcel."""
+
+from __future__ import annotations
+
+from .errors import PackError, Problem
+from .pack import Pack, load_pack, read_pack
+from .screener import PackScreener, load_pack_screener
+
+__all__ = ["Pack", "PackError", "PackScreener", "Problem", "load_pack", "load_pack_screener", "read_pack"]

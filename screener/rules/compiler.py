@@ -1,0 +1,319 @@
+"""IR -> Python source of one Numba kernel per pack -> compiled, cached function.
+
+The source is generated from the IR alone (rule text never reaches it: no strings at all, only
+field names from a fixed catalogue, numbers and lookup column indices). Everything that is data
+rather than structure -- weights, lane floors, validity dates, thresholds, random rate and seed,
+reference tables -- is passed in arrays, so changing it needs no recompile.
+
+Caching: the source is written to `<cache_dir>/rules_kernel_<key>.py`, key = hash of the source,
+compiler version, Numba version and the hashing kernel it calls, and compiled with
+`cache=True`, so Numba keeps the machine code beside it in `__pycache__`. A second process
+with the same pack loads the machine code instead of compiling.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numba
+
+from . import ir
+from .lookups import LookupPlan
+
+COMPILER_VERSION = "1"
+_HASHING_SOURCE = Path(__file__).resolve().parent.parent / "kernels" / "hashing.py"
+_LOCK = threading.Lock()
+_LOADED: dict[str, object] = {}
+
+
+def default_cache_dir() -> Path:
+    """Where generated kernels live: $SCREENER_KERNEL_CACHE, else ~/.cache/screener/kernels."""
+    env = os.environ.get("SCREENER_KERNEL_CACHE")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "screener" / "kernels"
+
+
+@dataclass
+class KernelSource:
+    """Generated source plus how to call it: columns read, lookup layout, words of the hit mask."""
+
+    text: str
+    key: str
+    n_rules: int
+    words: int
+    parcel_strings: list[str]
+    parcel_numbers: list[str]
+    item_strings: list[str]
+    item_numbers: list[str]
+    plan: LookupPlan
+    signature: str = field(repr=False, default="")
+
+
+class _Emitter:
+    """Writes statements for IR nodes; `expr` returns an expression after emitting what it needs."""
+
+    def __init__(self, plan: LookupPlan) -> None:
+        self.plan = plan
+        self.n = 0
+        self.prelude: list[str] = []          # hoisted parcel-level derived fields
+        self.hoisted: set[str] = set()
+        self.cols = {"S": [], "N": [], "IS": [], "IN": []}
+
+    def tmp(self, prefix: str) -> str:
+        """A fresh local variable name."""
+        self.n += 1
+        return f"{prefix}{self.n}"
+
+    def col(self, kind: str, column: str) -> str:
+        """Kernel argument name of a batch column, registering it."""
+        if column not in self.cols[kind]:
+            self.cols[kind].append(column)
+        return f"{kind}_{column}"
+
+    def code(self, f: ir.StrField) -> str:
+        """Expression for a string field's code in the current parcel / item."""
+        if f.level == "item":
+            return f"{self.col('IS', f.column)}[j]"
+        return f"{self.col('S', f.column)}[i]"
+
+    def expr(self, node: ir.Node, out: list[str], ind: int) -> str:
+        """Expression string for `node`, emitting prerequisite statements into `out` at `ind`."""
+        pad = "    " * ind
+
+        def put(line: str, extra: int = 0) -> None:
+            out.append(pad + "    " * extra + line)
+
+        if isinstance(node, ir.Const):
+            if isinstance(node.value, bool):
+                return "True" if node.value else "False"
+            return f"({float(node.value)!r})"
+        if isinstance(node, ir.NumField):
+            if node.level == "item":
+                return f"{self.col('IN', node.column)}[j]"
+            return f"{self.col('N', node.column)}[i]"
+        if isinstance(node, ir.StrField):  # only as an argument; kept for completeness
+            return self.code(node)
+        if isinstance(node, ir.Derived):
+            if node.level == "item":
+                return self.expr(node.expr, out, ind)
+            name = f"d_{node.name}"
+            if node.name not in self.hoisted:
+                value = self.expr(node.expr, self.prelude, 2)
+                self.prelude.append("        " + f"{name} = {value}")
+                self.hoisted.add(node.name)
+            return name
+        if isinstance(node, ir.Unary):
+            a = self.expr(node.arg, out, ind)
+            return {"neg": f"(-{a})", "not": f"(not {a})", "abs": f"abs({a})"}[node.op]
+        if isinstance(node, ir.Arith):
+            a = self.expr(node.left, out, ind)
+            b = self.expr(node.right, out, ind)
+            return f"({a} {node.op} {b})"
+        if isinstance(node, ir.Compare):
+            a = self.expr(node.left, out, ind)
+            b = self.expr(node.right, out, ind)
+            return f"({a} {node.op} {b})"
+        if isinstance(node, ir.MinMax):
+            v = self.tmp("v")
+            put(f"{v} = {self.expr(node.args[0], out, ind)}")
+            cmp = "<" if node.op == "min" else ">"
+            for arg in node.args[1:]:
+                x = self.tmp("x")
+                put(f"{x} = {self.expr(arg, out, ind)}")
+                put(f"if {x} == {x} and ({v} != {v} or {x} {cmp} {v}):")
+                put(f"{v} = {x}", 1)
+            return v
+        if isinstance(node, ir.Logic):
+            t = self.tmp("b")
+            put(f"{t} = {self.expr(node.args[0], out, ind)}")
+            for arg in node.args[1:]:
+                put(f"if {'' if node.op == 'and' else 'not '}{t}:")
+                put(f"{t} = {self.expr(arg, out, ind + 1)}", 1)
+            return t
+        if isinstance(node, ir.IfElse):
+            v = self.tmp("v")
+            put(f"if {self.expr(node.cond, out, ind)}:")
+            put(f"{v} = {self.expr(node.then, out, ind + 1)}", 1)
+            put("else:")
+            put(f"{v} = {self.expr(node.other, out, ind + 1)}", 1)
+            return v
+        if isinstance(node, ir.ItemCount):
+            return "float(i1 - i0)"
+        if isinstance(node, ir.Missing):
+            if node.arg.type == ir.STR:
+                return f"({self.code(node.arg)} == 0)"
+            x = self.tmp("x")
+            put(f"{x} = {self.expr(node.arg, out, ind)}")
+            return f"({x} != {x})"
+        if isinstance(node, ir.StrTest):
+            vp = self.plan.vocab(node.arg.vocab)
+            if not node.pred.timed:
+                return f"(B_{vp.name}[{self.code(node.arg)}, {vp.bool_col(node.pred)}] != 0)"
+            c = vp.timed_col(node.pred)
+            t, cv, k = self.tmp("b"), self.tmp("c"), self.tmp("k")
+            put(f"{cv} = {self.code(node.arg)}")
+            put(f"{t} = False")
+            put(f"for {k} in range(TF_{vp.name}.shape[2]):")
+            put(f"if TF_{vp.name}[{cv}, {c}, {k}] <= now and now < TU_{vp.name}[{cv}, {c}, {k}]:", 1)
+            put(f"{t} = True", 2)
+            put("break", 2)
+            return t
+        if isinstance(node, ir.StrNum):
+            vp = self.plan.vocab(node.arg.vocab)
+            return f"F_{vp.name}[{self.code(node.arg)}, {vp.float_col(node.fn)}]"
+        if isinstance(node, ir.Band):
+            vp = self.plan.vocab(node.hs.vocab)
+            start = vp.float_col(("band", node.table, node.which), width=len(node.table.origins) + 1)
+            if node.origin is None:
+                return f"F_{vp.name}[{self.code(node.hs)}, {start}]"
+            vo = self.plan.vocab(node.origin.vocab)
+            oc = vo.int_col(("keys", node.table.origins))
+            return f"F_{vp.name}[{self.code(node.hs)}, {start} + I_{vo.name}[{self.code(node.origin)}, {oc}]]"
+        if isinstance(node, ir.PairIn):
+            p = self.plan.pair_index(node.table)
+            va, vb = self.plan.vocab(node.a.vocab), self.plan.vocab(node.b.vocab)
+            ca, cb = va.int_col(("keys", node.table.keys(0))), vb.int_col(("keys", node.table.keys(1)))
+            return (f"(PAIRS[PAIR_META[{p}, 0] + I_{va.name}[{self.code(node.a)}, {ca}] * PAIR_META[{p}, 1]"
+                    f" + I_{vb.name}[{self.code(node.b)}, {cb}]] != 0)")
+        if isinstance(node, ir.SameString):
+            op = "!=" if node.negate else "=="
+            va, vb = self.plan.vocab(node.a.vocab), self.plan.vocab(node.b.vocab)
+            if va is vb:   # one vocabulary (possibly shared by both fields): equal strings, equal codes
+                return f"({self.code(node.a)} {op} {self.code(node.b)})"
+            ca, cb = va.int_col(("canon",)), vb.int_col(("canon",))
+            return f"(I_{va.name}[{self.code(node.a)}, {ca}] {op} I_{vb.name}[{self.code(node.b)}, {cb}])"
+        if isinstance(node, ir.Quant):
+            return self._quant(node, out, ind)
+        raise TypeError(f"no code for IR node {type(node).__name__}")
+
+    def _quant(self, node: ir.Quant, out: list[str], ind: int) -> str:
+        pad = "    " * ind
+        kind = node.kind
+        v = self.tmp("b" if kind in ("any_item", "all_items") else "v")
+        init = {"any_item": "False", "all_items": "True", "count_items": "0.0", "sum_items": "0.0",
+                "min_item": "np.nan", "max_item": "np.nan"}[kind]
+        out.append(f"{pad}{v} = {init}")
+        out.append(f"{pad}for j in range(i0, i1):")
+        x = self.expr(node.body, out, ind + 1)
+        inner = pad + "    "
+        if kind == "any_item":
+            out += [f"{inner}if {x}:", f"{inner}    {v} = True", f"{inner}    break"]
+        elif kind == "all_items":
+            out += [f"{inner}if not {x}:", f"{inner}    {v} = False", f"{inner}    break"]
+        elif kind == "count_items":
+            out += [f"{inner}if {x}:", f"{inner}    {v} += 1.0"]
+        elif kind == "sum_items":
+            out += [f"{inner}{v} += {x}"]
+        else:
+            cmp = "<" if kind == "min_item" else ">"
+            xt = self.tmp("x")
+            out += [f"{inner}{xt} = {x}", f"{inner}if {xt} == {xt} and ({v} != {v} or {xt} {cmp} {v}):",
+                    f"{inner}    {v} = {xt}"]
+        return v
+
+
+def generate(conditions: list[tuple[str, ir.Node]]) -> KernelSource:
+    """Kernel source for the enabled rules of a pack, in bit order (rule k -> bit k of the mask)."""
+    plan = LookupPlan()
+    em = _Emitter(plan)
+    words = max(1, (len(conditions) + 63) // 64)
+    body: list[str] = []
+    for r, (rule_id, cond) in enumerate(conditions):
+        body.append(f"        # rule {r}: {rule_id}")
+        body.append(f"        if VF[{r}] <= now and now < VU[{r}]:")
+        x = em.expr(cond, body, 3)
+        w, bit = divmod(r, 64)
+        body += [f"            if {x}:",
+                 f"                m{w} |= np.uint64({1 << bit})",
+                 f"                keep *= Q[{r}]",
+                 f"                if FLOOR[{r}] > floor:",
+                 f"                    floor = FLOOR[{r}]"]
+    cols = em.cols
+    args = (["event_time", "parcel_hash", "item_offsets"]
+            + [f"S_{c}" for c in cols["S"]] + [f"N_{c}" for c in cols["N"]]
+            + [f"IS_{c}" for c in cols["IS"]] + [f"IN_{c}" for c in cols["IN"]]
+            + plan.arg_names()
+            + ["Q", "FLOOR", "VF", "VU", "PARAMS", "seed", "random_lane",
+               "out_lane", "out_score", "out_hits", "out_random"])
+    types = (["int64[::1]", "uint64[::1]", "int64[::1]"]
+             + ["int32[::1]"] * len(cols["S"]) + ["float64[::1]"] * len(cols["N"])
+             + ["int32[::1]"] * len(cols["IS"]) + ["float64[::1]"] * len(cols["IN"])
+             + plan.arg_types()
+             + ["float64[::1]", "int64[::1]", "int64[::1]", "int64[::1]", "float64[::1]", "uint64", "int64",
+                "uint8[::1]", "float64[::1]", "uint64[:, ::1]", "boolean[::1]"])
+    signature = f"void({', '.join(types)})"
+    lines = [
+        '"""Generated by screener.rules.compiler from a rule pack\'s IR. Do not edit."""',
+        "import numpy as np",
+        "from numba import njit",
+        "from screener.kernels.hashing import seeded_uniform",
+        "",
+        f"SIGNATURE = {signature!r}",
+        "",
+        "",
+        '@njit(SIGNATURE, cache=True, nogil=True, error_model="numpy", boundscheck=False)',
+        f"def kernel({', '.join(args)}):",
+        "    n = event_time.shape[0]",
+        "    for i in range(n):",
+        "        now = event_time[i]",
+        "        i0 = item_offsets[i]",
+        "        i1 = item_offsets[i + 1]",
+    ]
+    lines += em.prelude
+    lines += ["        keep = 1.0", "        floor = 0"]
+    lines += [f"        m{w} = np.uint64(0)" for w in range(words)]
+    lines += body
+    lines += [
+        "        score = 1.0 - keep",
+        "        lane = 0",
+        "        if score >= PARAMS[1]:",
+        "            lane = 2",
+        "        elif score >= PARAMS[0]:",
+        "            lane = 1",
+        "        if floor > lane:",
+        "            lane = floor",
+        "        picked = False",
+        "        if PARAMS[2] > 0.0:",
+        "            picked = seeded_uniform(parcel_hash[i], seed) < PARAMS[2]",
+        "            if picked and random_lane > lane:",
+        "                lane = random_lane",
+        "        out_lane[i] = lane",
+        "        out_score[i] = score",
+        "        out_random[i] = picked",
+    ]
+    lines += [f"        out_hits[i, {w}] = m{w}" for w in range(words)]
+    text = "\n".join(lines) + "\n"
+    key = hashlib.sha256("\0".join([COMPILER_VERSION, numba.__version__, _HASHING_SOURCE.read_text(), text])
+                         .encode()).hexdigest()[:24]
+    return KernelSource(text, key, len(conditions), words, cols["S"], cols["N"], cols["IS"], cols["IN"],
+                        plan, signature)
+
+
+def load_kernel(src: KernelSource, cache_dir: Path | None = None):
+    """The compiled kernel of a source: from this process, from Numba's disk cache, or compiled now."""
+    with _LOCK:
+        if src.key in _LOADED:
+            return _LOADED[src.key]
+        directory = Path(cache_dir or default_cache_dir())
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / f"rules_kernel_{src.key}.py"
+        # Never rewrite an existing file: Numba's cache index is keyed by the file's timestamp.
+        if not path.exists() or path.read_text() != src.text:
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(src.text)
+            os.replace(tmp, path)
+        name = f"screener_rules_kernel_{src.key}"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)   # njit with a signature compiles (or loads) here
+        _LOADED[src.key] = module.kernel
+        return module.kernel

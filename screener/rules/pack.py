@@ -1,0 +1,340 @@
+"""Load a rule pack (TOML + reference CSVs), check every part of it, and collect all problems at once."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import math
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import ir
+from .errors import PackError, Problem
+from .parser import parse_condition
+from .tables import TableError, Tables, parse_time
+
+LANES = {"green": 0, "yellow": 1, "red": 2}
+RULE_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
+RESERVED_IDS = {"random"}
+# `id = "X"` in any TOML string form, to point problems at the rule's line in the pack file.
+_ID_LINE = re.compile(r"""\s*id\s*=\s*(?:'{3}|"{3}|"|')(.*?)(?:'{3}|"{3}|"|')\s*(?:#.*)?$""")
+
+TOP_KEYS = {"pack", "lanes", "random", "rules"}
+PACK_KEYS = {"id", "version", "description", "reference"}
+LANE_KEYS = {"yellow", "red"}
+RANDOM_KEYS = {"rate", "seed", "lane"}
+RULE_KEYS = {"id", "description", "weight", "condition", "lane_floor", "valid_from", "valid_until", "enabled",
+             "examples"}
+EXAMPLE_KEYS = {"parcel", "hit", "lane", "note"}
+
+
+@dataclass
+class Example:
+    """A parcel (overrides of the base example parcel) and whether the rule must hit it."""
+
+    parcel: dict
+    hit: bool
+    lane: str | None = None
+    note: str = ""
+
+
+@dataclass
+class Rule:
+    """One rule of a pack, its condition checked into IR."""
+
+    id: str
+    description: str
+    weight: float
+    condition: str
+    ir: ir.Node | None
+    lane_floor: int = 0
+    valid_from: int = ir.TIME_MIN
+    valid_until: int = ir.TIME_MAX
+    enabled: bool = True
+    examples: list[Example] = field(default_factory=list)
+
+
+@dataclass
+class Pack:
+    """A loaded rule pack: identity, thresholds, random selection and rules."""
+
+    path: str
+    id: str
+    version: str
+    description: str
+    yellow: float
+    red: float
+    random_rate: float
+    seed: int
+    random_lane: int
+    rules: list[Rule]
+    hash: str
+    reference_dir: Path
+
+    @property
+    def active_rules(self) -> list[Rule]:
+        """Enabled rules, in pack order: rule k of this list is bit k of the hit mask."""
+        return [r for r in self.rules if r.enabled]
+
+
+class _Checker:
+    """Collects problems while reading the TOML document."""
+
+    def __init__(self, path: str, text: str) -> None:
+        self.path = path
+        self.problems: list[Problem] = []
+        self.rule_lines = {}
+        current = None
+        for n, line in enumerate(text.splitlines(), start=1):
+            if line.strip() == "[[rules]]":
+                current = n
+            m = _ID_LINE.match(line)
+            if m and current is not None and m.group(1) not in self.rule_lines:
+                self.rule_lines[m.group(1)] = n
+
+    def add(self, message: str, rule_id: str | None = None, **kw) -> None:
+        """Record one problem."""
+        self.problems.append(Problem(message, rule_id, **kw))
+
+    def unknown_keys(self, table: dict, allowed: set[str], where: str, rule_id: str | None = None) -> None:
+        """Report keys not in `allowed`, with a suggestion."""
+        import difflib
+
+        for key in table:
+            if key not in allowed:
+                hint = difflib.get_close_matches(key, sorted(allowed), n=1)
+                tail = f" (did you mean {hint[0]!r}?)" if hint else f" (allowed: {', '.join(sorted(allowed))})"
+                self.add(f"unknown key {key!r} in {where}{tail}", rule_id)
+
+    def number(self, value, what: str, lo: float, hi: float, rule_id: str | None = None,
+               default: float | None = None) -> float:
+        """A number within [lo, hi], or the default after reporting a problem."""
+        if value is None and default is not None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            self.add(f"{what} must be a number, got {value!r}", rule_id)
+            return default if default is not None else lo
+        if not lo <= value <= hi:
+            self.add(f"{what} must be between {lo} and {hi}, got {value}", rule_id)
+        return float(value)
+
+    def text(self, value, what: str, rule_id: str | None = None, required: bool = True) -> str:
+        """A string value, reporting a problem when missing or of another type."""
+        if value is None:
+            if required:
+                self.add(f"{what} is required", rule_id)
+            return ""
+        if not isinstance(value, str):
+            self.add(f"{what} must be a string, got {type(value).__name__}", rule_id)
+            return ""
+        return value
+
+
+def _read_example(chk: _Checker, rule_id: str, k: int, raw) -> Example | None:
+    where = f"examples[{k}]"
+    if not isinstance(raw, dict):
+        chk.add(f"{where} must be a table", rule_id)
+        return None
+    chk.unknown_keys(raw, EXAMPLE_KEYS, where, rule_id)
+    parcel = raw.get("parcel", {})
+    if isinstance(parcel, str):
+        try:
+            parcel = json.loads(parcel)
+        except json.JSONDecodeError as exc:
+            chk.add(f"{where}.parcel is not valid JSON: {exc}", rule_id)
+            return None
+    if not isinstance(parcel, dict):
+        chk.add(f"{where}.parcel must be a table or a JSON object", rule_id)
+        return None
+    hit = raw.get("hit")
+    if not isinstance(hit, bool):
+        chk.add(f"{where}.hit must be true or false", rule_id)
+        return None
+    lane = raw.get("lane")
+    if lane is not None and lane not in LANES:
+        chk.add(f"{where}.lane must be one of {', '.join(LANES)}, got {lane!r}", rule_id)
+        return None
+    return Example(_jsonable(parcel), hit, lane, str(raw.get("note", "")))
+
+
+def _jsonable(value):
+    """TOML dates/datetimes in example parcels -> ISO text, as a manifest would carry them."""
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (dt.datetime, dt.date)):
+        return value.isoformat()
+    return value
+
+
+def _read_rule(chk: _Checker, k: int, raw, tables: Tables, shared: dict) -> Rule | None:
+    if not isinstance(raw, dict):
+        chk.add(f"rules[{k}] must be a table")
+        return None
+    rid = raw.get("id")
+    if not isinstance(rid, str) or not RULE_ID.match(rid):
+        chk.add(f"rules[{k}] id must match {RULE_ID.pattern}, got {rid!r}")
+        rid = f"rules[{k}]"
+    elif rid in RESERVED_IDS:
+        chk.add(f"rule id {rid!r} is reserved", rid)
+    chk.unknown_keys(raw, RULE_KEYS, "a rule", rid)
+    description = chk.text(raw.get("description", ""), "description", rid)
+    if "weight" in raw:
+        weight = chk.number(raw["weight"], "weight", 0.0, 1.0, rid, default=0.0)
+    else:
+        chk.add("weight is required", rid)
+        weight = 0.0
+    condition = chk.text(raw.get("condition"), "condition", rid)
+    floor_name = raw.get("lane_floor", "green")
+    if floor_name not in LANES:
+        chk.add(f"lane_floor must be one of {', '.join(LANES)}, got {floor_name!r}", rid)
+        floor_name = "green"
+    enabled = raw.get("enabled", True)
+    if not isinstance(enabled, bool):
+        chk.add(f"enabled must be true or false, got {enabled!r}", rid)
+        enabled = True
+    bounds = []
+    for key, end in (("valid_from", False), ("valid_until", True)):
+        value = raw.get(key)
+        try:
+            if value is not None and not isinstance(value, (str, dt.date, dt.datetime)):
+                raise TableError(f"not a date or datetime: {value!r}")
+            bounds.append(parse_time(value, end=end))
+        except TableError as exc:
+            chk.add(f"{key}: {exc}", rid)
+            bounds.append(ir.TIME_MIN if not end else ir.TIME_MAX)
+    if bounds[0] >= bounds[1]:
+        chk.add("valid_from is after valid_until: the rule can never fire", rid)
+    node = parse_condition(rid, condition, tables, chk.problems, shared) if condition else None
+    examples_raw = raw.get("examples", [])
+    examples = []
+    if not isinstance(examples_raw, list):
+        chk.add("examples must be an array of tables ([[rules.examples]])", rid)
+    else:
+        for j, ex in enumerate(examples_raw):
+            e = _read_example(chk, rid, j, ex)
+            if e is not None:
+                examples.append(e)
+    return Rule(rid, description, weight, condition, node, LANES[floor_name], bounds[0], bounds[1], enabled,
+                examples)
+
+
+def read_pack(path: str | Path) -> tuple[Pack | None, list[Problem]]:
+    """Load and check a pack; returns (pack, []) or (None, every problem found)."""
+    path = Path(path)
+    try:
+        raw_bytes = path.read_bytes()
+    except OSError as exc:
+        return None, [Problem(f"cannot read pack file: {exc.strerror or exc}")]
+    try:
+        text = raw_bytes.decode("utf-8")
+        doc = tomllib.loads(text)
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        return None, [Problem(f"not a valid TOML file: {exc}")]
+    chk = _Checker(str(path), text)
+    chk.unknown_keys(doc, TOP_KEYS, "the pack file")
+    meta = doc.get("pack") if isinstance(doc.get("pack"), dict) else {}
+    if "pack" not in doc:
+        chk.add("[pack] section with id and version is required")
+    chk.unknown_keys(meta, PACK_KEYS, "[pack]")
+    pack_id = chk.text(meta.get("id"), "[pack] id") if "pack" in doc else ""
+    if pack_id and not RULE_ID.match(pack_id):
+        chk.add(f"[pack] id must match {RULE_ID.pattern}, got {pack_id!r}")
+    version = meta.get("version")
+    if isinstance(version, (int, float)) and not isinstance(version, bool):
+        version = str(version)
+    version = chk.text(version, "[pack] version") if "pack" in doc else ""
+    description = chk.text(meta.get("description", ""), "[pack] description")
+    ref = chk.text(meta.get("reference", "reference"), "[pack] reference") or "reference"
+    reference_dir = (path.parent / ref).resolve()
+    if not reference_dir.is_dir():
+        chk.add(f"reference directory {reference_dir} does not exist")
+
+    lanes = doc.get("lanes") if isinstance(doc.get("lanes"), dict) else {}
+    if "lanes" not in doc:
+        chk.add("[lanes] section with yellow and red thresholds is required")
+    chk.unknown_keys(lanes, LANE_KEYS, "[lanes]")
+    yellow = chk.number(lanes.get("yellow"), "[lanes] yellow", 0.0, 1.0) if "lanes" in doc else 1.0
+    red = chk.number(lanes.get("red"), "[lanes] red", 0.0, 1.0) if "lanes" in doc else 1.0
+    if yellow <= 0.0 or red <= 0.0:
+        chk.add("[lanes] thresholds must be above 0 (a threshold of 0 sends every parcel to that lane)")
+    if yellow > red:
+        chk.add(f"[lanes] yellow ({yellow}) must not be above red ({red})")
+
+    rnd = doc.get("random", {})
+    if not isinstance(rnd, dict):
+        chk.add("[random] must be a table")
+        rnd = {}
+    chk.unknown_keys(rnd, RANDOM_KEYS, "[random]")
+    rate = chk.number(rnd.get("rate", 0.0), "[random] rate", 0.0, 1.0)
+    seed = rnd.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64:
+        chk.add(f"[random] seed must be an integer in [0, 2**64), got {seed!r}")
+        seed = 0
+    if rate > 0 and "seed" not in rnd:
+        chk.add("[random] seed is required when rate is above 0 (selection must be reproducible)")
+    random_lane = rnd.get("lane", "red")
+    if random_lane not in ("yellow", "red"):
+        chk.add(f"[random] lane must be yellow or red, got {random_lane!r}")
+        random_lane = "red"
+
+    tables = Tables(reference_dir)
+    shared: dict = {}
+    rules = []
+    raw_rules = doc.get("rules", [])
+    if not isinstance(raw_rules, list):
+        chk.add("rules must be an array of tables ([[rules]])")
+        raw_rules = []
+    for k, raw in enumerate(raw_rules):
+        rule = _read_rule(chk, k, raw, tables, shared)
+        if rule is not None:
+            rules.append(rule)
+    _lint(chk, rules, yellow, red)
+    digest = hashlib.sha256(raw_bytes)
+    for name in sorted(tables.digests):
+        digest.update(f"\0{name}\0{tables.digests[name]}".encode())
+    if chk.problems:
+        lines = chk.rule_lines
+        problems = [Problem(p.message, p.rule_id, p.line, p.col,
+                            p.where or (f"(pack line {lines[p.rule_id]})" if p.rule_id in lines else ""))
+                    for p in chk.problems]
+        return None, problems
+    pack = Pack(str(path), pack_id, version, description, yellow, red, rate, seed, LANES[random_lane], rules,
+                digest.hexdigest()[:16], reference_dir)
+    return pack, []
+
+
+def _lint(chk: _Checker, rules: list[Rule], yellow: float, red: float) -> None:
+    seen: dict[str, int] = {}
+    for r in rules:
+        seen[r.id] = seen.get(r.id, 0) + 1
+    for rid, count in seen.items():
+        if count > 1:
+            chk.add(f"duplicate rule id ({count} rules share it)", rid)
+    active = [r for r in rules if r.enabled]
+    if not active:
+        chk.add("the pack has no enabled rules")
+    # Noisy-or: the highest score any parcel can get is with every rule firing.
+    keep = 1.0
+    for r in active:
+        keep *= 1.0 - r.weight
+    best = 1.0 - keep
+    for name, threshold in (("yellow", yellow), ("red", red)):
+        if threshold > best + 1e-12:
+            chk.add(f"[lanes] {name} threshold {threshold} is unreachable: all enabled rules together "
+                    f"score at most {best:.6f}")
+    for r in active:
+        if r.weight == 0.0 and r.lane_floor == 0:
+            chk.add("weight 0 and no lane_floor: the rule can never change a lane", r.id)
+
+
+def load_pack(path: str | Path) -> Pack:
+    """The checked pack at `path`; raises PackError listing every problem when there is any."""
+    pack, problems = read_pack(path)
+    if problems:
+        raise PackError(str(path), problems)
+    return pack

@@ -1,0 +1,124 @@
+"""A compiled rule pack behind the `Screener` seam: one kernel call per batch, explanations on demand."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..batch import ParcelBatch, Reason, ScreenResult
+from ..kernels.hashing import seeded_uniform_reference
+from .compiler import KernelSource, generate, load_kernel
+from .explain import noisy_or_contributions, rule_values
+from .interpreter import Interpreter
+from .lookups import LookupState
+from .pack import Pack, load_pack
+
+_CACHE: dict[tuple[str, str], "PackScreener"] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def _col(a: np.ndarray, dtype) -> np.ndarray:
+    """The array as the kernel's signature wants it: C-contiguous, writable, exact dtype."""
+    out = np.ascontiguousarray(a, dtype=dtype)
+    return out if out.flags.writeable else out.copy()
+
+
+class PackScreener:
+    """Screens batches with the pack's generated kernel; explains parcels with the interpreter's trace."""
+
+    def __init__(self, pack: Pack, cache_dir: str | Path | None = None) -> None:
+        self.pack = pack
+        self.ruleset_id = pack.id
+        self.version = pack.version
+        self.hash = pack.hash
+        self.rules = pack.active_rules
+        self.rule_ids = [r.id for r in self.rules]
+        t0 = time.perf_counter()
+        self.source: KernelSource = generate([(r.id, r.ir) for r in self.rules])
+        self.kernel = load_kernel(self.source, Path(cache_dir) if cache_dir else None)
+        self.compile_seconds = time.perf_counter() - t0
+        self.lookups = LookupState(self.source.plan)
+        self.interpreter = Interpreter(pack)
+        self.q = np.array([1.0 - r.weight for r in self.rules], dtype=np.float64)
+        self.floor = np.array([r.lane_floor for r in self.rules], dtype=np.int64)
+        self.valid_from = np.array([r.valid_from for r in self.rules], dtype=np.int64)
+        self.valid_until = np.array([r.valid_until for r in self.rules], dtype=np.int64)
+        self.params = np.array([pack.yellow, pack.red, pack.random_rate], dtype=np.float64)
+        self._lock = threading.Lock()   # lookup matrices grow in place: one batch at a time
+
+    def kernel_args(self, batch: ParcelBatch, random: bool = True) -> list:
+        """Every argument of the kernel except the four output arrays (lookups brought up to date)."""
+        src = self.source
+        args = [_col(batch.event_time_ms, np.int64), _col(batch.parcel_hash, np.uint64),
+                _col(batch.item_offsets, np.int64)]
+        args += [_col(batch.strings[c], np.int32) for c in src.parcel_strings]
+        args += [_col(batch.numbers[c], np.float64) for c in src.parcel_numbers]
+        args += [_col(batch.item_strings[c], np.int32) for c in src.item_strings]
+        args += [_col(batch.item_numbers[c], np.float64) for c in src.item_numbers]
+        args += self.lookups.update(batch.vocab)
+        params = self.params if random else np.array([*self.params[:2], 0.0])
+        args += [self.q, self.floor, self.valid_from, self.valid_until, params,
+                 np.uint64(self.pack.seed), np.int64(self.pack.random_lane)]
+        return args
+
+    def screen_into(self, args: list, out: ScreenResult) -> None:
+        """Run the kernel over prepared arguments into caller-given output arrays."""
+        self.kernel(*args, out.lane, out.score, out.hits, out.random)
+
+    def new_result(self, n: int) -> ScreenResult:
+        """Output arrays for n parcels."""
+        return ScreenResult(lane=np.empty(n, dtype=np.uint8), score=np.empty(n, dtype=np.float64),
+                            hits=np.empty((n, self.source.words), dtype=np.uint64),
+                            random=np.empty(n, dtype=np.bool_))
+
+    def screen(self, batch: ParcelBatch, random: bool = True) -> ScreenResult:
+        """Lane, score, hit mask and random flag for every parcel of the batch (one kernel call).
+
+        `random=False` turns random selection off (rule examples judge the rules alone).
+        """
+        with self._lock:
+            out = self.new_result(batch.n)
+            self.screen_into(self.kernel_args(batch, random), out)
+        return out
+
+    def fired_rules(self, result: ScreenResult, i: int) -> list[int]:
+        """Indices of the rules whose bit is set for parcel i."""
+        row = result.hits[i]
+        return [r for r in range(len(self.rules)) if (int(row[r >> 6]) >> (r & 63)) & 1]
+
+    def explain(self, batch: ParcelBatch, result: ScreenResult, i: int) -> list[Reason]:
+        """Reasons for parcel i: each fired rule with its contribution and triggering values, then `random`."""
+        fired = self.fired_rules(result, i)
+        shares = noisy_or_contributions([self.rules[r].weight for r in fired])
+        reasons = []
+        for r, share in zip(fired, shares):
+            rule = self.rules[r]
+            _, trace = self.interpreter.trace(batch, i, rule)
+            values = rule_values(rule, trace, True)
+            if rule.lane_floor:
+                values["lane_floor"] = ("green", "yellow", "red")[rule.lane_floor]
+            reasons.append(Reason(rule.id, share, values, rule.description))
+        if bool(result.random[i]):
+            draw = seeded_uniform_reference(int(batch.parcel_hash[i]), self.pack.seed)
+            reasons.append(Reason("random", 0.0, {"rate": self.pack.random_rate, "draw": round(draw, 6)},
+                                  "reproducible random selection (hash of parcel_id and the pack's seed)"))
+        return reasons
+
+
+def load_pack_screener(path: str | Path, cache_dir: str | Path | None = None) -> PackScreener:
+    """The compiled screener of the pack at `path` (raises PackError listing every problem of a bad pack).
+
+    Compiled once per pack hash per process; the machine code is also cached on disk, so a
+    restarted worker loads it instead of compiling.
+    """
+    pack = load_pack(path)
+    key = (pack.hash, str(cache_dir or ""))
+    with _CACHE_LOCK:
+        screener = _CACHE.get(key)
+        if screener is None:
+            screener = PackScreener(pack, cache_dir)
+            _CACHE[key] = screener
+    return screener

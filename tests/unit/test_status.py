@@ -1,0 +1,111 @@
+"""`screener status`: exposition text of real PipelineMetrics in, verdict in words out."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from click.testing import CliRunner
+from prometheus_client import generate_latest
+
+from screener.broker import free_port
+from screener.metrics import PipelineMetrics
+from screener.settings import Settings
+from screener.status import (EXIT_BEHIND, EXIT_KEEPS_UP, EXIT_UNKNOWN, WorkerView, fleet, fmt_duration,
+                             histogram_quantile, parse_worker, scrape, status, verdict)
+
+PEAK = Settings().required_peak_rate  # 20M/day at 10x: 2,314.8/s
+
+
+def worker_metrics(capacity: float, *, lag: int = 0, drain: float = 0.0, arrival: float = 100.0,
+                   latencies: tuple[float, ...] = ()) -> PipelineMetrics:
+    """A worker's metrics as the keep-up sampler would leave them."""
+    m = PipelineMetrics()
+    s = Settings()
+    m.set_targets(s.daily_volume, s.peak_factor, s.required_peak_rate)
+    m.set_offsets({("manifests", 0): (1000 + lag, 1000)})
+    m.set_keepup(arrival_messages=arrival / 500, arrival_parcels=arrival, throughput=arrival,
+                 capacity=capacity, headroom=capacity / s.required_peak_rate, drain_seconds=drain)
+    for x in latencies:
+        m.latency.observe(x)
+    return m
+
+
+def view(m: PipelineMetrics, url: str = "http://w1:9100/metrics") -> WorkerView:
+    return parse_worker(url, generate_latest(m.registry).decode())
+
+
+def test_keeps_up_verdict_names_capacity_multiple_and_daily_volume():
+    answer = verdict([view(worker_metrics(41_000))])
+    assert answer.exit_code == EXIT_KEEPS_UP
+    assert answer.text.startswith("keeps up: capacity 41,000/s = 17.7x the 20M/day peak rate (2,315/s")
+
+
+def test_capacity_of_workers_adds_up():
+    views = [view(worker_metrics(2_000), "a"), view(worker_metrics(2_000), "b")]
+    assert fleet(views).capacity == 4_000
+    answer = verdict(views)
+    assert answer.exit_code == EXIT_KEEPS_UP and "4,000/s = 1.7x" in answer.text
+
+
+def test_falls_behind_when_capacity_is_below_the_peak_rate():
+    answer = verdict([view(worker_metrics(1_000))])
+    assert answer.exit_code == EXIT_BEHIND
+    assert answer.text.startswith("falls behind at peak: capacity 1,000/s = 0.4x")
+
+
+def test_tight_under_the_alert_line():
+    answer = verdict([view(worker_metrics(3_000))])
+    assert answer.exit_code == EXIT_BEHIND and answer.text.startswith("tight: capacity 3,000/s = 1.3x")
+
+
+def test_behind_when_the_backlog_drains_too_slowly_or_never():
+    slow = verdict([view(worker_metrics(41_000, lag=90_000, drain=1_800))])
+    assert slow.exit_code == EXIT_BEHIND
+    assert slow.text.startswith("behind: backlog of 90,000 messages needs 30m 00s to drain (limit 15m 00s)")
+    never = verdict([view(worker_metrics(41_000, lag=5, drain=math.inf, arrival=50_000))])
+    assert never.exit_code == EXIT_BEHIND and "never drains, arrival 50,000/s" in never.text
+
+
+def test_keeps_up_mentions_a_backlog_that_drains_in_time():
+    answer = verdict([view(worker_metrics(41_000, lag=1_200, drain=42))])
+    assert answer.exit_code == EXIT_KEEPS_UP and answer.text.endswith("backlog of 1,200 messages drains in 42s")
+
+
+def test_unknown_before_the_first_batch_and_when_nobody_answers():
+    fresh = PipelineMetrics()  # capacity NaN until a batch is screened
+    assert verdict([view(fresh)]).exit_code == EXIT_UNKNOWN
+    assert "no batch screened yet" in verdict([view(fresh)]).text
+    down = scrape(f"http://127.0.0.1:{free_port()}/metrics", timeout=1.0)
+    assert down.error
+    answer = verdict([down])
+    assert answer.exit_code == EXIT_UNKNOWN and answer.text.startswith("unknown: no worker answered")
+    # One worker down does not hide the others.
+    assert verdict([down, view(worker_metrics(41_000))]).exit_code == EXIT_KEEPS_UP
+
+
+def test_latency_quantiles_from_the_histogram():
+    lat = (0.02,) * 98 + (3.0,) * 2
+    f = fleet([view(worker_metrics(41_000, latencies=lat))])
+    assert 0.01 < f.p50 <= 0.025  # in the (10 ms, 25 ms] bucket
+    assert 2.5 < f.p99 <= 5.0
+    assert math.isnan(histogram_quantile(0.5, {}))
+    # Interpolation as Prometheus does it: half of 10 observations in (0, 1] -> 0.5.
+    assert histogram_quantile(0.5, {1.0: 10, math.inf: 10}) == pytest.approx(0.5)
+    assert histogram_quantile(0.99, {1.0: 0, math.inf: 10}) == 1.0
+
+
+def test_durations_read_like_words():
+    assert [fmt_duration(x) for x in (0, 42, 750, 3 * 3600 + 300, math.inf)] == ["0s", "42s", "12m 30s", "3h 05m",
+                                                                                  "never"]
+
+
+def test_status_command_reads_a_served_metrics_page():
+    m = worker_metrics(41_000, latencies=(0.02,) * 10)
+    port = free_port()
+    m.serve(port, addr="127.0.0.1")
+    result = CliRunner(env={"COLUMNS": "200"}).invoke(status, ["--metrics-url", f"http://127.0.0.1:{port}/metrics"])
+    assert result.exit_code == EXIT_KEEPS_UP, result.output
+    assert "keeps up: capacity 41,000/s = 17.7x the 20M/day peak rate" in " ".join(result.output.split())
+    # p50 of ten 20 ms observations, interpolated inside the (10 ms, 25 ms] bucket.
+    assert "18 ms" in result.output
