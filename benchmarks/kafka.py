@@ -58,6 +58,11 @@ def _fast_gzip() -> None:
 
     codec.gzip_encode = gzip_encode
     default_records.gzip_encode = gzip_encode
+    try:  # the Cython record builder, used when aiokafka's extensions are built
+        import aiokafka.record._crecords.default_records as c_records
+        c_records.gzip_encode = gzip_encode
+    except ImportError:
+        pass
 
 
 @dataclass
@@ -139,13 +144,17 @@ class Watched:
 async def watch(bootstrap: str, topic: str, partitions: int, expected_parcels: int, timeout: float,
                 idle_timeout: float = 30.0, count: Callable[[bytes], int] = count_parcels,
                 keep_keys: bool = False, ready: asyncio.Event | None = None,
-                stop: Callable[[], bool] | None = None) -> Watched:
-    """Read `topic` from the start until `expected_parcels` parcels were seen, or nothing new for idle_timeout."""
+                stop: Callable[[], bool] | None = None, since_ms: int = 0, out: Watched | None = None) -> Watched:
+    """Read `topic` from the start until `expected_parcels` parcels were seen, or nothing new for idle_timeout.
+
+    Records stamped before `since_ms` (an earlier run's output on the same topic) are skipped;
+    `out`, when given, is filled in as records arrive so the caller can follow progress.
+    """
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
                                 enable_auto_commit=False, fetch_max_wait_ms=20, fetch_max_bytes=64 << 20,
                                 max_partition_fetch_bytes=16 << 20)
     await consumer.start()
-    out = Watched()
+    out = out if out is not None else Watched()
     try:
         consumer.assign([TopicPartition(topic, p) for p in range(partitions)])
         if ready is not None:
@@ -156,6 +165,8 @@ async def watch(bootstrap: str, topic: str, partitions: int, expected_parcels: i
             now_wall, now = time.time(), time.monotonic()
             for msgs in batch.values():
                 for m in msgs:
+                    if m.timestamp < since_ms:
+                        continue
                     n = count(m.value)
                     out.parcels += n
                     out.messages += 1

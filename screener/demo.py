@@ -194,9 +194,9 @@ def run_demo(parcels: int, parcels_per_manifest: int, rate: float, forever: bool
     log = open(workdir / "worker.log", "wb")
     worker = subprocess.Popen([sys.executable, "-m", "screener.cli", "worker"], env=env, stdout=log,
                               stderr=subprocess.STDOUT, start_new_session=True)
-    console.print(f"[dim]broker {broker.url} | worker pid {worker.pid} (log .demo/worker.log) | "
-                  f"metrics http://127.0.0.1:{metrics_port}/metrics | `screener status "
-                  f"--metrics-url http://127.0.0.1:{metrics_port}/metrics` in another terminal[/]")
+    metrics_note = (f"metrics http://127.0.0.1:{metrics_port}/metrics (`screener status --metrics-url "
+                    f"http://127.0.0.1:{metrics_port}/metrics` in another terminal)" if metrics_port else "metrics off")
+    console.print(f"[dim]broker {broker.url} | worker pid {worker.pid} (log .demo/worker.log) | {metrics_note}[/]")
     tally = Tally()
     target = None if forever else parcels
     started = time.monotonic()

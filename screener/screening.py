@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Protocol
 
 from .batch import ParcelBatch, Reason, ScreenResult
@@ -23,6 +24,17 @@ class Screener(Protocol):
         ...
 
 
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def resolve_pack_path(pack_path: str) -> str:
+    """A relative pack path that does not exist from the working directory is looked up in the project."""
+    p = Path(pack_path)
+    if not p.is_absolute() and not p.exists() and (PROJECT_ROOT / p).exists():
+        return str(PROJECT_ROOT / p)
+    return pack_path
+
+
 def load_screener(pack_path: str | None) -> Screener:
     """The screener for a rule pack path; falls back to the starter kernel when no pack compiler exists."""
     try:
@@ -30,7 +42,7 @@ def load_screener(pack_path: str | None) -> Screener:
     except ImportError:
         load_pack_screener = None
     if load_pack_screener is not None and pack_path:
-        return load_pack_screener(pack_path)
+        return load_pack_screener(resolve_pack_path(pack_path))
     from .kernels.starter import StarterScreener
 
     return StarterScreener()

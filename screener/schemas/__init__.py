@@ -19,6 +19,10 @@ def load(name: str) -> dict:
 def validator(name: str):
     """A function that raises jsonschema.ValidationError when a value does not match schema `name`."""
     import jsonschema  # a test/tooling dependency, not needed by the worker
+    from referencing import Registry, Resource
 
-    v = jsonschema.Draft202012Validator(load(name))
+    # Schemas refer to each other by relative URL (flagged -> decision); register all by $id.
+    registry = Registry().with_resources(
+        (load(n)["$id"], Resource.from_contents(load(n))) for n in NAMES)
+    v = jsonschema.Draft202012Validator(load(name), registry=registry)
     return v.validate

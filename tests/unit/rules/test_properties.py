@@ -10,6 +10,7 @@ many generated batches cheaply.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -236,9 +237,6 @@ def test_kitchen_sink_pack_kernel_equals_interpreter(kitchen_sink, batches):
     vocab = Vocabularies()
     for parcels_ in batches:
         check_equal(kitchen_sink, make_batch(parcels_, vocab))
-
-
-import pytest  # noqa: E402  (fixtures after the strategies they use)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,32 @@
+"""The screener end to end: a `screener worker` drains a published backlog, publish to decisions on the broker."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from .measure import drain
+from .procs import screener_worker
+
+OUTPUTS = ("decisions", "flagged", "dead-letter")
+
+
+def topics(prefix: str) -> list[str]:
+    """Input and output topics of a worker with this prefix (the harness creates them up front)."""
+    return [prefix + "manifests"] + [prefix + name for name in OUTPUTS]
+
+
+async def run(bootstrap: str, broker_url: str, workdir: Path, prefix: str, partitions: int, parcels: int,
+              timeout: float, broker_pid: int | None = None) -> dict:
+    """One worker screens the `parcels` waiting on `<prefix>manifests`; figures from first to last decision."""
+    proc = screener_worker("screener-" + prefix.strip("-"), broker_url, prefix, partitions, workdir)
+    extra = {"broker": broker_pid} if broker_pid else None
+    return await drain([proc], bootstrap, prefix + "decisions", partitions, parcels, timeout, extra_pids=extra)
+
+
+async def profile(bootstrap: str, broker_url: str, workdir: Path, prefix: str, partitions: int, parcels: int,
+                  out: Path, timeout: float, seconds: float = 10.0) -> dict:
+    """An untimed second pass over the same backlog with py-spy attached from the first decision on."""
+    proc = screener_worker("profiled-" + prefix.strip("-"), broker_url, prefix, partitions, workdir)
+    return await drain([proc], bootstrap, prefix + "decisions", partitions, parcels, timeout, profile=out,
+                       profile_s=seconds, since_ms=int(time.time() * 1000))

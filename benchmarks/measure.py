@@ -1,0 +1,74 @@
+"""Drain a pre-published backlog with worker processes and measure them: rate, start-up, CPU, memory.
+
+The rate is counted from the first output record to the last (record timestamps), so the
+worker's start-up (imports, kernel load, group join: several seconds) is reported separately
+and not mixed into parcels/s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from .kafka import Watched, watch
+from .procs import Proc, Sampler, start_profile, top_functions
+
+
+async def drain(procs: list[Proc], bootstrap: str, out_topic: str, partitions: int, expected_parcels: int,
+                timeout: float, profile: Path | None = None, profile_s: float = 10.0,
+                extra_pids: dict[str, int] | None = None, since_ms: int = 0) -> dict:
+    """Start `procs`, wait until `expected_parcels` decisions are on `out_topic`, stop them; figures as a dict."""
+    ready, progress = asyncio.Event(), Watched()
+    watcher = asyncio.create_task(watch(bootstrap, out_topic, partitions, expected_parcels, timeout, ready=ready,
+                                        since_ms=since_ms, out=progress))
+    await ready.wait()
+    t_start = time.time()
+    for p in procs:
+        p.start()
+    sampler = Sampler({p.name: p.pid for p in procs} | (extra_pids or {})).start()
+    spy = None
+    if profile is not None:
+        spy = asyncio.create_task(_profile_when_busy(procs[0], profile, profile_s, progress, watcher))
+    try:
+        while not watcher.done():
+            await asyncio.sleep(0.2)
+            dead = [p for p in procs if not p.alive()]
+            if dead:
+                watcher.cancel()
+                raise RuntimeError(f"{dead[0].name} exited early:\n{dead[0].log_tail()}")
+        seen = watcher.result()
+    finally:
+        sampler.stop()
+        for p in procs:
+            p.stop()
+        if spy is not None:
+            await spy
+    result = {"parcels": seen.parcels, "messages": seen.messages, "parcels_per_s": round(seen.rate(), 1),
+              "span_s": round(seen.span_s(), 3), "timed_out": seen.timed_out}
+    if seen.ts_ms:
+        first, last = min(seen.ts_ms) / 1000.0, max(seen.ts_ms) / 1000.0
+        result["startup_s"] = round(first - t_start, 2)
+        result["cpu_cores"] = {name: round(sampler.cpu_share(name, first, last), 3) for name in sampler.pids}
+    result["peak_rss_mb"] = {p.name: round(max(p.final_memory.get("peak_rss", 0), sampler.peak_rss(p.name)) / 2**20, 1)
+                             for p in procs}
+    for name in extra_pids or {}:
+        result["peak_rss_mb"][name] = round(sampler.peak_rss(name) / 2**20, 1)
+    if profile is not None and profile.exists():
+        result["profile"] = str(profile)
+        result["profile_top"] = top_functions(profile)
+    return result
+
+
+async def _profile_when_busy(proc: Proc, out: Path, seconds: float, progress: Watched,
+                             watcher: asyncio.Task) -> None:
+    """py-spy the worker for `seconds` from its first decision on (start-up is not what we want to see)."""
+    while not progress.messages and not watcher.done():
+        await asyncio.sleep(0.05)
+    if watcher.done() or not proc.alive():
+        return
+    spy = start_profile(proc.pid, out, duration=seconds)
+    if spy is None:
+        return
+    while spy.poll() is None:
+        await asyncio.sleep(0.2)
