@@ -22,7 +22,7 @@ from rich.table import Table
 
 from .broker import EmbeddedBroker, free_port
 from .generator import BAD_MESSAGES, PARCEL_DEFECTS, GeneratorConfig, ManifestGenerator, break_parcel
-from .publisher import publish_lines
+from .publisher import Publisher
 from .settings import Settings
 from .tail import read_topic
 
@@ -114,14 +114,11 @@ async def _publish(settings: Settings, tally: Tally, total: int | None, per_mani
                 tally.expected_dead += 1
                 yield next(bad_messages)[0]
 
-    # The generator is CPU-bound: feed the producer in chunks so the event loop keeps serving the view.
-    it = lines()
-    while True:
-        chunk = list(itertools.islice(it, 4))
-        if not chunk:
-            break
-        await publish_lines(settings.bootstrap_servers, settings.manifests_topic, chunk, rate)
-        await asyncio.sleep(0)
+    async with Publisher(settings.bootstrap_servers, settings.manifests_topic, rate) as pub:
+        for value in lines():
+            await pub.send(value)
+            # The generator is CPU-bound: yield so the live view and the readers keep running.
+            await asyncio.sleep(0)
     tally.publishing_done = True
 
 

@@ -20,7 +20,7 @@ class Settings:
     partitions: int = 4
     replication_factor: int = 1
     # Batching: the agent takes up to this many messages, or what arrived within batch_within_s.
-    batch_max_messages: int = 256
+    batch_max_messages: int = 64
     batch_within_s: float = 0.05
     max_message_bytes: int = 1 << 20
     pack: str = "rules/default.toml"
