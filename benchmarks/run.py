@@ -126,7 +126,9 @@ async def measure_all(mode: str, sizes: Sizes, workdir: Path, json_path: Path | 
         async def run_day() -> dict:
             log(f"day: {sizes.day_parcels:,} parcels in manifests of 500")
             day_pool = pools[500] if mode != "full" else make_pool(500, 50_000, 74)
-            return await fullday.run(bs, url, workdir, day_pool, sizes.day_parcels, parts, broker_pid=bpid, log=log)
+            counts = (1,) if sizes.concurrent else (1, 2)
+            return await fullday.run(bs, url, workdir, day_pool, sizes.day_parcels, parts, worker_counts=counts,
+                                     broker_pid=bpid, log=log)
 
         jobs = {"baseline": run_baseline, "screener_1": lambda: run_screener(1),
                 "screener_100": lambda: run_screener(100), "screener_500": lambda: run_screener(500),

@@ -37,9 +37,9 @@ def wait_for_port(host: str, port: int, timeout: float = 15.0) -> None:
         try:
             with socket.create_connection((host, port), timeout=0.5):
                 return
-        except OSError:
+        except OSError as exc:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"broker did not listen on {host}:{port} within {timeout}s")
+                raise TimeoutError(f"broker did not listen on {host}:{port} within {timeout}s") from exc
             time.sleep(0.02)
 
 

@@ -6,7 +6,6 @@ import asyncio
 import logging
 import sys
 import time
-from pathlib import Path
 
 import click
 import orjson
@@ -14,11 +13,6 @@ import orjson
 from .settings import Settings
 
 BROKER_HELP = "Kafka bootstrap servers, kafka://host:port[,host:port] (env SCREENER_BROKER)."
-
-
-def _settings(ctx: click.Context, **overrides) -> Settings:
-    """Settings from SCREENER_* environment with the given CLI flags on top."""
-    return Settings.load(overrides)
 
 
 def broker_option(f):

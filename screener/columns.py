@@ -40,13 +40,18 @@ REQUIRED_ITEM_NUMBERS = ("quantity", "line_value")
 MAX_ID_LENGTH = 128
 _PARCEL_FIELDS = ("parcel_id", "event_time", "items") + PARCEL_STRING_FIELDS + PARCEL_NUMBER_FIELDS
 _ITEM_FIELDS = ITEM_STRING_FIELDS + ITEM_NUMBER_FIELDS
-MAX_STRING_LENGTH = 1024  # longer strings are refused (memory of the vocabularies)
+MAX_STRING_LENGTH = 1024  # longer strings are refused: vocabularies keep every distinct string
+
+def _pattern(regex: str):
+    return re.compile(regex).fullmatch
+
 
 _FORMATS = {
-    "country": (re.compile(r"[A-Z]{2}"), "an ISO 3166 alpha-2 country code such as CN"),
-    "currency": (re.compile(r"[A-Z]{3}"), "an ISO 4217 currency code such as CNY"),
-    "hs_code": (re.compile(r"[0-9]{6,10}"), "an HS code of 6 to 10 digits"),
-    "length": (re.compile(".*"), f"at most {1024} characters long"),
+    # name: (is_valid(string), what a valid string is)
+    "country": (_pattern(r"[A-Z]{2}"), "an ISO 3166 alpha-2 country code such as CN"),
+    "currency": (_pattern(r"[A-Z]{3}"), "an ISO 4217 currency code such as CNY"),
+    "hs_code": (_pattern(r"[0-9]{6,10}"), "an HS code of 6 to 10 digits"),
+    "length": (lambda s: len(s) <= MAX_STRING_LENGTH, f"at most {MAX_STRING_LENGTH} characters long"),
 }
 FIELD_FORMATS = {"seller_country": "country", "origin_country": "country", "departure_country": "country",
                  "currency": "currency", "item_origin_country": "country", "item_hs_code": "hs_code"}
@@ -109,10 +114,8 @@ class FormatChecker:
         key = f"{vocabulary.name}:{fmt}"
         known = self.valid.get(key, np.ones(1, dtype=bool))
         if len(known) < len(vocabulary):
-            pattern = _FORMATS[fmt][0]
-            new = [pattern.fullmatch(s) is not None for s in vocabulary.strings[len(known):]]
-            if fmt == "length":
-                new = [len(s) <= MAX_STRING_LENGTH for s in vocabulary.strings[len(known):]]
+            is_valid = _FORMATS[fmt][0]
+            new = [bool(is_valid(s)) and len(s) <= MAX_STRING_LENGTH for s in vocabulary.strings[len(known):]]
             known = np.concatenate([known, np.asarray(new, dtype=bool)])
             self.valid[key] = known
         return ~known[codes]
@@ -146,7 +149,7 @@ def _numbers(values: list, name, required: bool, positive: bool, errors: _Errors
     # map(type) above already rejected.
     arr = np.array(values, dtype=np.float64)  # None -> NaN
     if positive:
-        bad = np.flatnonzero(~(arr > 0) & ~np.isnan(arr) | ~np.isfinite(arr) & ~np.isnan(arr))
+        bad = np.flatnonzero(~np.isnan(arr) & ~((arr > 0) & np.isfinite(arr)))
         code, what = "non_positive_value", "above zero"
     else:
         bad = np.flatnonzero((arr < 0) | np.isinf(arr))
@@ -167,22 +170,22 @@ def _strings(values: list, name, required: bool, errors: _Errors, index_of=None)
                 label = name(i) if callable(name) else name
                 errors.add(j, "missing_field", label, f"`{label}` must not be empty")
     return values
-    for i in [i for i, v in enumerate(values) if v is not None and len(v) > MAX_STRING_LENGTH]:
-        j = index_of(i) if index_of else i
-        label = name(i) if callable(name) else name
-        errors.add(j, "bad_format", label, f"`{label}` is longer than {MAX_STRING_LENGTH} characters")
-        values[i] = None
-    return values
 
 
 def _event_times(values: list, errors: _Errors) -> np.ndarray:
     out = np.zeros(len(values), dtype=np.int64)
-    if all(type(v) is str and v.endswith("Z") for v in values):
+    # Fast path: numpy parses naive ISO strings in C; when every value is UTC ("Z"), strip the suffix.
+    # numpy also accepts "now", "today" and "NaT", which are not event times: the length check keeps
+    # them (and anything shorter than a date) on the slow path, where fromisoformat refuses them.
+    if set(map(type, values)) == {str} and min(map(len, values)) >= 11 and \
+            all(v.endswith("Z") and v[0].isdigit() for v in values):
         try:
-            # numpy parses naive ISO strings in C; every value is UTC ("Z"), so strip the suffix.
-            return np.array([v[:-1] for v in values], dtype="datetime64[ms]").astype(np.int64)
+            out = np.array([v[:-1] for v in values], dtype="datetime64[ms]").astype(np.int64)
+            if not (out == np.iinfo(np.int64).min).any():
+                return out
         except ValueError:
             pass
+        out = np.zeros(len(values), dtype=np.int64)
     for i, v in enumerate(values):
         t = type(v)
         if t is int and 0 <= v < 2**53:

@@ -162,7 +162,7 @@ class _Emitter:
             put(f"{cv} = {self.code(node.arg)}")
             put(f"{t} = False")
             put(f"for {k} in range(TF_{vp.name}.shape[2]):")
-            put(f"if TF_{vp.name}[{cv}, {c}, {k}] <= now and now < TU_{vp.name}[{cv}, {c}, {k}]:", 1)
+            put(f"if TF_{vp.name}[{cv}, {c}, {k}] < now and now < TU_{vp.name}[{cv}, {c}, {k}]:", 1)
             put(f"{t} = True", 2)
             put("break", 2)
             return t

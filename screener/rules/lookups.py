@@ -239,7 +239,7 @@ class _VocabState:
         for c, spec in enumerate(plan.ints):
             if spec[0] == "keys":
                 index = {key: i + 1 for i, key in enumerate(spec[1])}
-                self.I[lo:n, c] = [index.get(s, 0) if s != "XA" else 0 for s in new]
+                self.I[lo:n, c] = [index.get(s, 0) for s in new]
             else:  # "canon": one id per distinct string across the pack's vocabularies
                 self.I[lo:n, c] = [canon.setdefault(s, len(canon)) for s in new]
         self.seen = n

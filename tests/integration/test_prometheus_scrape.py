@@ -24,8 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from screener.broker import free_port, wait_for_port
 from screener.generator import GeneratorConfig, ManifestGenerator
 
-from ..unit.deploy.promql import RULE_FILES, SCRAPE_SERIES, WORKER_JOB, rule_groups
-from ..unit.deploy.test_dashboard_metrics import queried_names
+from ..unit.deploy.promql import RULE_FILES, SCRAPE_SERIES, WORKER_JOB, queried_names, rule_groups
 from .helpers import WorkerProcess, produce
 
 MANIFESTS = 40

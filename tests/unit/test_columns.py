@@ -128,3 +128,12 @@ def test_hostile_parcels_never_raise_and_every_parcel_is_accounted_for(data):
         if f in ("gross_weight_kg", "declared_value"):
             assert np.all(np.isfinite(col)) and np.all(col >= 0)
     assert all(math.isfinite(x) for x in batch.item_numbers["quantity"])
+
+
+@pytest.mark.parametrize("value", ["nowZ", "todayZ", "NaTZ", "2026-13-40T00:00:00Z", ""])
+def test_words_numpy_would_parse_are_not_event_times(value):
+    m = manifest(3)
+    m["parcels"][1]["event_time"] = value
+    batch, [rej] = BatchBuilder().build([decoded(m)])
+    assert rej.parcel_index == 1 and rej.rejection.reason == "bad_event_time"
+    assert batch.n == 2 and (batch.event_time_ms > 1_700_000_000_000).all()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections import Counter
 
 import pytest
 from prometheus_client import generate_latest

@@ -13,8 +13,8 @@ from screener.metrics import PipelineMetrics
 from screener.observability import KeepUpSampler
 from screener.pipeline import BatchOutcome
 
-from .promql import (ROOT, SCRAPE_SERIES, alerts, base_names, dashboard_exprs, dashboards, grafana_to_promql,
-                     metric_names, recording_rules, run_promtool)
+from .promql import (ROOT, SCRAPE_SERIES, base_names, dashboard_exprs, dashboards, grafana_to_promql, metric_names,
+                     queried_names, recording_rules, run_promtool)
 
 
 def exported_names() -> set[str]:
@@ -33,17 +33,6 @@ def exported_names() -> set[str]:
     asyncio.run(sampler.sample())
     text = generate_latest(m.registry).decode()
     return {s.name for fam in text_string_to_metric_families(text) for s in fam.samples}
-
-
-def queried_names() -> dict[str, set[str]]:
-    """Scraped series each alert and dashboard panel reads, recording rules resolved."""
-    recorded = recording_rules()
-    out = {f"alert {a['alert']}": base_names(metric_names(a["expr"]), recorded) for a in alerts()}
-    for d in dashboards():
-        for title, expr in dashboard_exprs(d):
-            out.setdefault(f"panel {title!r}", set()).update(base_names(metric_names(grafana_to_promql(expr)),
-                                                                        recorded))
-    return out
 
 
 def test_every_series_queried_by_an_alert_or_a_panel_is_exported_by_a_worker():
@@ -88,3 +77,17 @@ def test_grafana_provisioning_points_at_the_dashboard_and_prometheus():
     assert ds["uid"] == "prometheus" and ds["url"] == "http://prometheus:9090"
     provider = yaml.safe_load((prov / "dashboards" / "screener.yml").read_text())["providers"][0]
     assert provider["options"]["path"] == "/var/lib/grafana/dashboards"
+
+
+def test_dashboard_panels_have_unique_ids_and_do_not_overlap():
+    (dash,) = dashboards()
+    ids = [p["id"] for p in dash["panels"]]
+    assert len(ids) == len(set(ids))
+    cells: dict[tuple[int, int], str] = {}
+    for p in dash["panels"]:
+        g = p["gridPos"]
+        assert 0 <= g["x"] and g["x"] + g["w"] <= 24, p["title"]
+        for x in range(g["x"], g["x"] + g["w"]):
+            for y in range(g["y"], g["y"] + g["h"]):
+                assert (x, y) not in cells, f"{p['title']!r} overlaps {cells[(x, y)]!r}"
+                cells[(x, y)] = p["title"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from screener.batch import Vocabularies
@@ -203,8 +203,11 @@ def thresholds(rules) -> tuple[float, float]:
     return round(min(0.3, best), 6), round(min(0.6, best), 6)
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                                                  HealthCheck.function_scoped_fixture])
+# No shrinking here: every shrink step compiles another kernel (minutes); the failing pack and
+# parcels are printed as generated.
+@settings(max_examples=12, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate],
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                 HealthCheck.function_scoped_fixture])
 @given(rules=st.integers(1, 8).flatmap(rule_specs), batches=st.lists(parcel_lists(), min_size=1, max_size=3),
        rate=st.sampled_from([0.0, 0.3, 1.0]))
 def test_generated_packs_kernel_equals_interpreter(tmp_path_factory, scratch_cache, rules, batches, rate):
