@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import datetime as dt
 import json
 import shutil
@@ -51,13 +52,14 @@ class Sizes:
     profile: bool
     concurrent: bool = False
     partitions: int = 4
+    pool_parcels: int = 20_000  # generated once per message size, then re-published with new ids
 
 
 MODES = {
     "smoke": Sizes(2_000, 1_000, 300, 300, 3, 500, 100, (0, 20_000), 2, 2_000, False, concurrent=True),
     "quick": Sizes(100_000, 50_000, 10_000, 5_000, 30, PEAK_RATE, 100, (0, 100_000, 1_000_000), 5, None, False),
     "full": Sizes(1_000_000, 500_000, 100_000, 50_000, 180, PEAK_RATE, 100, (0, 1_000_000, 10_000_000), 10,
-                  20_000_000, True),
+                  20_000_000, True, pool_parcels=50_000),
 }
 OUTPUT_JSON = {"smoke": None, "quick": HERE / "results-quick.json", "full": HERE / "results.json"}
 
@@ -77,8 +79,8 @@ async def measure_all(mode: str, sizes: Sizes, workdir: Path, json_path: Path | 
     try:
         log(f"{mode}: broker {url}, load {load_average()}; generating pools")
         pools = {k: make_pool(k, pool_parcels, seed) for k, pool_parcels, seed in
-                 ((500, min(50_000, sizes.parcels_500), 71), (100, min(20_000, sizes.parcels_100), 72),
-                  (1, min(5_000, sizes.parcels_1), 73))}
+                 ((500, min(sizes.pool_parcels, sizes.parcels_500), 71),
+                  (100, min(sizes.pool_parcels // 2, sizes.parcels_100), 72), (1, min(5_000, sizes.parcels_1), 73))}
         wanted = {500: sizes.parcels_500, 100: sizes.parcels_100, 1: max(sizes.parcels_1, sizes.baseline_parcels)}
         prefixes = {500: "e500-", 100: "e100-", 1: "e1-"}
         published = {}
@@ -239,14 +241,18 @@ def main(argv: list[str] | None = None) -> dict:
         group.add_argument(f"--{m}", dest="mode", action="store_const", const=m)
     ap.add_argument("--json", help="write the results JSON here instead of the mode's default file")
     ap.add_argument("--report", help="write the Markdown report here (default: RESULTS.md for --full only)")
+    ap.add_argument("--profile", action="store_true", help="also py-spy the screener (always on in --full)")
     ap.add_argument("--keep-workdir", action="store_true", help="keep worker logs (printed path)")
     args = ap.parse_args(argv)
     mode = args.mode or "quick"
+    sizes = MODES[mode]
+    if args.profile:
+        sizes = dataclasses.replace(sizes, profile=True)
     json_path = Path(args.json) if args.json else OUTPUT_JSON[mode]
     report_path = Path(args.report) if args.report else (HERE / "RESULTS.md" if mode == "full" else None)
     workdir = Path(tempfile.mkdtemp(prefix=f"bench-{mode}-"))
     try:
-        results = asyncio.run(measure_all(mode, MODES[mode], workdir, json_path))
+        results = asyncio.run(measure_all(mode, sizes, workdir, json_path))
     except BaseException:
         log(f"failed; worker and broker logs kept in {workdir}")
         raise

@@ -120,9 +120,10 @@ def base_names(names: set[str], recorded: dict[str, list[str]]) -> set[str]:
 
 
 def queried_names() -> dict[str, set[str]]:
-    """Scraped series each alert and dashboard panel reads, recording rules resolved."""
+    """Scraped series each recording rule, alert and dashboard panel reads, recording rules resolved."""
     recorded = recording_rules()
-    out = {f"alert {a['alert']}": base_names(metric_names(a["expr"]), recorded) for a in alerts()}
+    out = {f"rule {name}": base_names({name}, recorded) for name in recorded}
+    out.update({f"alert {a['alert']}": base_names(metric_names(a["expr"]), recorded) for a in alerts()})
     for d in dashboards():
         for title, expr in dashboard_exprs(d):
             out.setdefault(f"panel {title!r}", set()).update(base_names(metric_names(grafana_to_promql(expr)),
