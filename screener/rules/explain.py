@@ -36,7 +36,7 @@ def noisy_or_contributions(weights: list[float]) -> list[float]:
 
 def fmt(value):
     """JSON-friendly, readable form of an evaluated value."""
-    if isinstance(value, bool) or isinstance(value, str):
+    if isinstance(value, (bool, str)):
         return value
     if isinstance(value, float):
         if math.isnan(value):
@@ -86,7 +86,7 @@ def because(node: ir.Node, trace: dict, values: dict, *, want: bool = True) -> l
         return because(node.arg, trace, values, want=not want)
     if isinstance(node, ir.Compare):
         text = f"{_operand(node.left, trace, values)} {node.op} {_operand(node.right, trace, values)}"
-        return [text if got == want else f"not ({text})"]
+        return [text if got else f"not ({text})"]
     if isinstance(node, ir.StrTest):
         s = trace.get(id(node.arg))
         values[node.arg.label] = s

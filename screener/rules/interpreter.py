@@ -59,7 +59,7 @@ def _pick(values: list[float], op: str) -> float:
     """NaN-ignoring min/max in argument order (same tie-breaking as the kernel)."""
     v = math.nan
     for x in values:
-        if x == x and (v != v or (x < v if op == "min" else x > v)):
+        if not math.isnan(x) and (math.isnan(v) or (x < v if op == "min" else x > v)):
             v = x
     return v
 
@@ -67,7 +67,7 @@ def _pick(values: list[float], op: str) -> float:
 class _Parcel:
     """Evaluation context of one parcel (and the current item, inside a quantifier)."""
 
-    __slots__ = ("batch", "i", "j", "now", "derived", "trace")
+    __slots__ = ("batch", "derived", "i", "j", "now", "trace")
 
     def __init__(self, batch: ParcelBatch, i: int, trace: dict | None) -> None:
         self.batch = batch

@@ -281,7 +281,7 @@ class LookupState:
             self._reset()
             self.vocabs = vocabs
         out = []
-        for name, state in self.states.items():
+        for state in self.states.values():
             self.evaluated += state.update(vocabs[state.plan.key].strings, self.canon)
             out += state.arrays()
         if self.plan.pairs:

@@ -14,9 +14,17 @@ import math
 
 from . import ir
 from .errors import Problem
-from .ir import BOOL, LIST, NUM, STR
-from .language import (DERIVED, FUNCTIONS, ITEM_NUMBERS, ITEM_STRINGS, LIST_FORMS, PARCEL_NUMBERS,
-                       PARCEL_STRINGS, all_names)
+from .ir import BOOL, NUM, STR
+from .language import (
+    DERIVED,
+    FUNCTIONS,
+    ITEM_NUMBERS,
+    ITEM_STRINGS,
+    LIST_FORMS,
+    PARCEL_NUMBERS,
+    PARCEL_STRINGS,
+    all_names,
+)
 from .tables import TableError, Tables
 
 MAX_CONDITION_CHARS = 20_000
@@ -234,9 +242,9 @@ class ConditionParser:
         """The shared IR of a derived field (built once per pack)."""
         if name in self.shared:
             return self.shared[name]
-        P = lambda f: ir.NumField(f, f, "parcel", label=f)  # noqa: E731
-        I = lambda f: ir.NumField(f, f, "item", label=f)  # noqa: E731
-        D = lambda f: self.derived(f, node)  # noqa: E731
+        P = lambda f: ir.NumField(f, f, "parcel", label=f)
+        I = lambda f: ir.NumField(f, f, "item", label=f)
+        D = lambda f: self.derived(f, node)
         level = DERIVED[name][0]
         if name == "fx_usd":
             try:

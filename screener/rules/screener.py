@@ -16,7 +16,7 @@ from .interpreter import Interpreter
 from .lookups import LookupState
 from .pack import Pack, load_pack
 
-_CACHE: dict[tuple[str, str], "PackScreener"] = {}
+_CACHE: dict[tuple[str, str], PackScreener] = {}
 _CACHE_LOCK = threading.Lock()
 
 
@@ -29,7 +29,7 @@ def _col(a: np.ndarray, dtype) -> np.ndarray:
 class PackScreener:
     """Screens batches with the pack's generated kernel; explains parcels with the interpreter's trace."""
 
-    def __init__(self, pack: Pack, cache_dir: str | Path | None = None) -> None:
+    def __init__(self, pack: Pack, cache_dir: str | Path | None = None, chunk_rules: int | None = None) -> None:
         self.pack = pack
         self.ruleset_id = pack.id
         self.version = pack.version
@@ -37,7 +37,8 @@ class PackScreener:
         self.rules = pack.active_rules
         self.rule_ids = [r.id for r in self.rules]
         t0 = time.perf_counter()
-        self.source: KernelSource = generate([(r.id, r.ir) for r in self.rules])
+        conditions = [(r.id, r.ir) for r in self.rules]
+        self.source: KernelSource = generate(conditions, chunk_rules) if chunk_rules else generate(conditions)
         self.kernel = load_kernel(self.source, Path(cache_dir) if cache_dir else None)
         self.compile_seconds = time.perf_counter() - t0
         self.lookups = LookupState(self.source.plan)

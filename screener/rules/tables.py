@@ -27,17 +27,16 @@ def parse_time(value, *, end: bool) -> int:
     if isinstance(value, str):
         text = value.strip()
         try:
-            value = dt.date.fromisoformat(text) if len(text) == 10 else dt.datetime.fromisoformat(
-                text.replace("Z", "+00:00"))
+            value = dt.date.fromisoformat(text) if len(text) == 10 else dt.datetime.fromisoformat(text)
         except ValueError as exc:
             raise TableError(f"not a date or datetime: {text!r}") from exc
     if isinstance(value, dt.datetime):
         if value.tzinfo is None:
-            value = value.replace(tzinfo=dt.timezone.utc)
+            value = value.replace(tzinfo=dt.UTC)
         ms = int(value.timestamp() * 1000)
         return ms + 1 if end else ms
     if isinstance(value, dt.date):
-        ms = int(dt.datetime(value.year, value.month, value.day, tzinfo=dt.timezone.utc).timestamp() * 1000)
+        ms = int(dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC).timestamp() * 1000)
         return ms + DAY_MS if end else ms
     raise TableError(f"not a date or datetime: {value!r}")
 

@@ -12,8 +12,14 @@ from pathlib import Path
 
 import numpy as np
 
-from screener.batch import (ITEM_NUMBER_FIELDS, ITEM_STRING_FIELDS, PARCEL_NUMBER_FIELDS, PARCEL_STRING_FIELDS,
-                            ParcelBatch, Vocabularies)
+from screener.batch import (
+    ITEM_NUMBER_FIELDS,
+    ITEM_STRING_FIELDS,
+    PARCEL_NUMBER_FIELDS,
+    PARCEL_STRING_FIELDS,
+    ParcelBatch,
+    Vocabularies,
+)
 from screener.kernels.hashing import hash_ids
 
 REFERENCE = {
@@ -68,9 +74,9 @@ def _toml_str(value: str) -> str:
 
 def ms(text: str) -> int:
     """Epoch ms of an ISO time (UTC)."""
-    d = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    d = dt.datetime.fromisoformat(text)
     if d.tzinfo is None:
-        d = d.replace(tzinfo=dt.timezone.utc)
+        d = d.replace(tzinfo=dt.UTC)
     return int(d.timestamp() * 1000)
 
 

@@ -191,7 +191,7 @@ def test_explanations_carry_the_triggering_values(default_screener):
 def test_item_explanations_name_the_item(default_screener):
     batch = make_batch([{"items": [{"description": "shoes"}, {"description": "Fake Nike shoes"}]}])
     res = default_screener.screen(batch)
-    r5 = [r for r in default_screener.explain(batch, res, 0) if r.rule_id == "R5_PROHIBITED_DESCRIPTION"][0]
+    r5 = next(r for r in default_screener.explain(batch, res, 0) if r.rule_id == "R5_PROHIBITED_DESCRIPTION")
     assert r5.values["because"][0].startswith("item 1: description='Fake Nike shoes' contains a term of")
     assert r5.values["lane_floor"] == "red" and res.lane[0] == LANE_RED
 

@@ -115,6 +115,6 @@ def test_multiline_conditions_are_allowed(tables):
 
 def test_dated_table_entries_carry_validity(tables):
     node, _ = check("any_item(contains_any(description, table('terms', 'term', category='counterfeit')))", tables)
-    pred = [n for n in ir.walk(node) if isinstance(n, ir.StrTest)][0].pred
+    pred = next(n for n in ir.walk(node) if isinstance(n, ir.StrTest)).pred
     assert pred.timed and len(pred.entries) == 2
     assert all(e.term == "fake nike" for e in pred.entries)

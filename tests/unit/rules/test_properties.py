@@ -209,11 +209,12 @@ def thresholds(rules) -> tuple[float, float]:
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                  HealthCheck.function_scoped_fixture])
 @given(rules=st.integers(1, 8).flatmap(rule_specs), batches=st.lists(parcel_lists(), min_size=1, max_size=3),
-       rate=st.sampled_from([0.0, 0.3, 1.0]))
-def test_generated_packs_kernel_equals_interpreter(tmp_path_factory, scratch_cache, rules, batches, rate):
+       rate=st.sampled_from([0.0, 0.3, 1.0]), chunk=st.sampled_from([None, 3]))
+def test_generated_packs_kernel_equals_interpreter(tmp_path_factory, scratch_cache, rules, batches, rate, chunk):
     yellow, red = thresholds(rules)
     path = write_pack(tmp_path_factory.mktemp("gen"), rules, yellow=yellow, red=red, rate=rate, seed=5)
-    screener = PackScreener(load_pack(path), scratch_cache)
+    # chunk=3 splits the pack into several chunk functions, as big packs are compiled.
+    screener = PackScreener(load_pack(path), scratch_cache, chunk_rules=chunk)
     vocab = Vocabularies()                 # one worker vocabulary across batches: lookups grow incrementally
     for parcels_ in batches:
         check_equal(screener, make_batch(parcels_, vocab))
