@@ -21,6 +21,7 @@ from .observability import attach
 from .pipeline import DEAD_LETTER, DECISIONS, FLAGGED, BatchOutcome, BatchProcessor
 from .screening import Screener
 from .settings import Settings
+from .transport import ScreenerApp
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ def create_app(settings: Settings, screener: Screener, metrics: PipelineMetrics 
 
     `on_batch(outcome, seconds)` is called after each committed-ready batch (used by the demo).
     """
-    app = faust.App(
+    app = ScreenerApp(
         settings.app_id,
         broker=settings.faust_broker,
         value_serializer="raw",
@@ -53,6 +54,7 @@ def create_app(settings: Settings, screener: Screener, metrics: PipelineMetrics 
         consumer_max_fetch_size=max(settings.max_message_bytes * 2, 4 << 20),
         stream_buffer_maxsize=max(settings.batch_max_messages * 4, 1024),
     )
+    app.fetch_max_wait_ms = settings.fetch_max_wait_ms
     topics = {
         name: app.topic(settings.topic(name), key_type=bytes, value_type=bytes,
                         partitions=settings.partitions, replicas=settings.replication_factor)

@@ -30,6 +30,8 @@ class Settings:
     broker_heartbeat_interval: float = 1.0
     broker_rebalance_timeout: float = 10.0
     broker_commit_interval: float = 1.0
+    # How long a fetch may wait for data (see screener/transport.py: the embedded broker holds it).
+    fetch_max_wait_ms: int = 100
     metrics_port: int = 0  # 0 = no /metrics server
     web_port: int = 0  # 0 = Faust's web server disabled
     daily_volume: int = 20_000_000
