@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from itertools import compress, repeat
+from operator import is_
+
 import numpy as np
 
 # String fields interned to int32 codes, one vocabulary per field. Code 0 is "missing / empty".
@@ -76,10 +79,16 @@ class Vocabulary:
 
     def intern_many(self, values: list) -> np.ndarray:
         """int32 codes for a list of strings (None counts as missing)."""
-        intern = self.intern
-        out = list(map(self.codes.get, values))
+        codes = self.codes
+        out = list(map(codes.get, values))
         if None in out:
-            out = [c if c is not None else intern(v) for c, v in zip(out, values)]
+            # New strings: add them in bulk (dict.fromkeys keeps first-seen order, drops repeats),
+            # then map again; both steps run in C, unlike one intern() call per value.
+            new = list(dict.fromkeys(compress(values, map(is_, out, repeat(None)))))
+            start = len(self.strings)
+            codes.update(zip(new, range(start, start + len(new))))
+            self.strings.extend(new)
+            out = list(map(codes.get, values))
         return np.asarray(out, dtype=np.int32)
 
 

@@ -16,8 +16,15 @@ _MASK = (1 << 64) - 1
 
 def pack_strings(values: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """Concatenate strings into one uint8 buffer with int64 offsets (one encode for the batch)."""
+    joined = "".join(values).encode("utf-8")
+    lengths = np.fromiter(map(len, values), dtype=np.int64, count=len(values))
+    if len(joined) == int(lengths.sum()):
+        # All ASCII (the usual case for ids): character lengths are byte lengths.
+        offsets = np.zeros(len(values) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        return np.frombuffer(joined, dtype=np.uint8), offsets
     encoded = [v.encode("utf-8") for v in values]
-    lengths = np.fromiter((len(e) for e in encoded), dtype=np.int64, count=len(encoded))
+    lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
     offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     buf = np.frombuffer(b"".join(encoded), dtype=np.uint8)
