@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -47,7 +47,7 @@ async def delete_topics(bootstrap: str, names: list[str]) -> None:
 
 
 def _fast_gzip() -> None:
-    # aiokafka gzips at level 9 (~20 MB/s on this JSON); level 6 is 5x faster at nearly the same ratio.
+    # aiokafka gzips at level 9: ~40 MB/s on this JSON against ~95 MB/s at level 6, for a 10.6x vs 10.0x ratio.
     import gzip
 
     from aiokafka import codec

@@ -8,15 +8,16 @@ the time the harness's consumer sees its decisions message minus the input recor
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from pathlib import Path
 
 import numpy as np
 
-from .kafka import Watched, create_topics, publish, watch
-from .procs import Sampler, screener_worker
-from .workload import Pool, manifest_id
 from .endtoend import topics
+from .kafka import Watched, create_topics, publish, watch
+from .procs import MACHINE, Sampler, screener_worker
+from .workload import Pool, manifest_id
 
 
 async def run(bootstrap: str, broker_url: str, workdir: Path, pool: Pool, rate: float, seconds: float,
@@ -31,7 +32,9 @@ async def run(bootstrap: str, broker_url: str, workdir: Path, pool: Pool, rate: 
                                         stop=lambda: done.get("drained", False)))
     await ready.wait()
     proc.start()
-    pids = {"worker": proc.pid} | ({"broker": broker_pid} if broker_pid else {})
+    pids = {"worker": proc.pid, "harness": os.getpid(), "machine": MACHINE}
+    if broker_pid:
+        pids["broker"] = broker_pid
     sampler = Sampler(pids).start()
     try:
         # Warm-up: one manifest, wait for its decision, so the group join is not counted as latency.
@@ -68,6 +71,8 @@ async def run(bootstrap: str, broker_url: str, workdir: Path, pool: Pool, rate: 
         "max_ms": round(float(ms.max()), 1) if len(ms) else None,
         "worker_cpu_cores": round(sampler.cpu_share("worker", t0, t1), 3),
         "broker_cpu_cores": round(sampler.cpu_share("broker", t0, t1), 3) if broker_pid else None,
+        "harness_cpu_cores": round(sampler.cpu_share("harness", t0, t1), 3),
+        "machine_cpu_cores": round(sampler.cpu_share("machine", t0, t1), 3),
         "worker_peak_rss_mb": round(max(proc.final_memory.get("peak_rss", 0), sampler.peak_rss("worker")) / 2**20, 1),
         "latencies_ms": [round(x, 2) for x in ms.tolist()],
     }

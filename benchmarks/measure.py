@@ -8,11 +8,12 @@ and not mixed into parcels/s.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from pathlib import Path
 
 from .kafka import Watched, watch
-from .procs import Proc, Sampler, start_profile, top_functions
+from .procs import MACHINE, Proc, Sampler, start_profile, top_functions
 
 
 async def drain(procs: list[Proc], bootstrap: str, out_topic: str, partitions: int, expected_parcels: int,
@@ -26,7 +27,9 @@ async def drain(procs: list[Proc], bootstrap: str, out_topic: str, partitions: i
     t_start = time.time()
     for p in procs:
         p.start()
-    sampler = Sampler({p.name: p.pid for p in procs} | (extra_pids or {})).start()
+    # The harness and the whole machine too: other engineers' jobs share these cores.
+    pids = {p.name: p.pid for p in procs} | (extra_pids or {}) | {"harness": os.getpid(), "machine": MACHINE}
+    sampler = Sampler(pids).start()
     spy = None
     if profile is not None:
         spy = asyncio.create_task(_profile_when_busy(procs[0], profile, profile_s, progress, watcher))

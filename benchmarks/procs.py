@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import subprocess
@@ -29,6 +30,16 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+MACHINE = 0  # pseudo-pid for the whole machine in a Sampler: busy CPU of all cores
+
+
+def machine_cpu_seconds() -> float:
+    """Busy CPU seconds of all cores together since boot (everything but idle and iowait)."""
+    with open("/proc/stat") as f:
+        ticks = [int(x) for x in f.readline().split()[1:]]
+    return (sum(ticks[:8]) - ticks[3] - ticks[4]) / CLOCK_TICKS
+
+
 def memory(pid: int) -> dict[str, int]:
     """Resident set size now and its peak (VmRSS, VmHWM), in bytes."""
     out = {"rss": 0, "peak_rss": 0}
@@ -51,7 +62,7 @@ def load_average() -> list[float]:
 
 @dataclass
 class Sampler:
-    """Samples CPU seconds and RSS of some processes every `interval` s in a thread."""
+    """Samples CPU seconds and RSS of some processes (pid MACHINE: all cores) every `interval` s in a thread."""
 
     pids: dict[str, int]
     interval: float = 0.5
@@ -59,7 +70,7 @@ class Sampler:
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
-    def start(self) -> "Sampler":
+    def start(self) -> Sampler:
         """Begin sampling."""
         self.samples = {name: [] for name in self.pids}
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -75,7 +86,10 @@ class Sampler:
         """Take one sample now."""
         now = time.time()
         for name, pid in self.pids.items():
-            self.samples[name].append((now, cpu_seconds(pid), memory(pid)["rss"]))
+            if pid == MACHINE:
+                self.samples[name].append((now, machine_cpu_seconds(), 0))
+            else:
+                self.samples[name].append((now, cpu_seconds(pid), memory(pid)["rss"]))
 
     def stop(self) -> None:
         """Stop sampling (one last sample first)."""
@@ -108,7 +122,7 @@ class Proc:
         self.started_at = 0.0
         self.final_memory: dict[str, int] = {}
 
-    def start(self) -> "Proc":
+    def start(self) -> Proc:
         """Start the process with its output in its log file."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "wb")
@@ -196,9 +210,29 @@ def top_functions(speedscope: Path, limit: int = 15) -> list[dict]:
 
 
 def _frame_name(frame: dict) -> str:
+    # By function, not by line: py-spy names a frame by its current line, which splits one function's time.
     path = frame.get("file") or ""
-    short = path.split("site-packages/")[-1].replace(str(REPO) + "/", "")
-    return f"{frame.get('name')} ({short}:{frame.get('line', '')})"
+    short = re.sub(r".*/(site-packages|lib/python3\.\d+)/", "", path).replace(str(REPO) + "/", "")
+    return f"{frame.get('name')} ({short})"
+
+
+def source_state() -> dict:
+    """The commit under test and a digest of the screener's code and rules, to tell if they changed mid-run."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted([*REPO.glob("screener/**/*.py"), *REPO.glob("rules/**/*")]):
+        if path.is_file():
+            digest.update(str(path.relative_to(REPO)).encode() + b"\0" + path.read_bytes())
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                                timeout=10).stdout.strip() or None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "screener", "rules"], cwd=REPO,
+                               capture_output=True, text=True, timeout=10).stdout.split("\n")
+    except (OSError, subprocess.SubprocessError):
+        commit, dirty = None, []
+    return {"commit": commit, "uncommitted_in_screener_or_rules": [d[3:] for d in dirty if d.strip()],
+            "code_digest": digest.hexdigest()[:16]}
 
 
 def machine() -> dict:

@@ -17,7 +17,7 @@ def test_bench_smoke(tmp_path):
     out, report = tmp_path / "results-smoke.json", tmp_path / "RESULTS-smoke.md"
     # A subprocess: the harness starts its own broker and workers and patches aiokafka's gzip level.
     done = subprocess.run([sys.executable, "-m", "benchmarks.run", "--smoke", "--json", str(out),
-                           "--report", str(report)], cwd=REPO, capture_output=True, text=True, timeout=280)
+                           "--report", str(report)], cwd=REPO, capture_output=True, text=True, timeout=280, check=False)
     assert done.returncode == 0, done.stderr[-4000:]
     results = json.loads(out.read_text())
     for key in HEADLINE:
