@@ -9,6 +9,7 @@ has been acknowledged by the broker; Faust commits acknowledged offsets on its c
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 import gc
 import logging
 import time
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 
 # Decisions of a 500-parcel manifest are ~40 KB; room for the largest allowed manifest's decisions.
 PRODUCER_MAX_REQUEST_BYTES = 8 << 20
+MAX_BATCHES_IN_FLIGHT = 2
 
 
 def create_app(settings: Settings, screener: Screener, metrics: PipelineMetrics | None = None,
@@ -71,6 +73,9 @@ def create_app(settings: Settings, screener: Screener, metrics: PipelineMetrics 
     async def screen(stream: faust.StreamT) -> None:
         for name in (DECISIONS, FLAGGED, DEAD_LETTER):
             await topics[name].maybe_declare()
+        # Batch N's acknowledgements are awaited while batch N+1 is screened, so the worker does
+        # not idle on the broker; at most MAX_BATCHES_IN_FLIGHT batches await acknowledgement.
+        in_flight: deque[asyncio.Task] = deque()
         async for events in stream.noack_take(settings.batch_max_messages, within=settings.batch_within_s):
             t0 = time.perf_counter()
             raws = [RawMessage(e.message.value, e.message.topic, e.message.partition, e.message.offset,
@@ -79,15 +84,24 @@ def create_app(settings: Settings, screener: Screener, metrics: PipelineMetrics 
             producer = app.producer
             pending = [await producer.send(out_names[kind], key, value, None, None, None)
                        for kind, key, value in result.records]
-            # At-least-once: only acknowledged output lets the input offsets be committed.
-            await asyncio.gather(*pending)
-            for e in events:
-                await stream.ack(e)
             seconds = time.perf_counter() - t0
-            if metrics is not None:
-                metrics.observe_batch(result.outcome, seconds, [r.timestamp_ms for r in raws])
-            if on_batch is not None:
-                on_batch(result.outcome, seconds)
+            in_flight.append(asyncio.ensure_future(_settle(stream, events, pending, result.outcome, seconds,
+                                                           [r.timestamp_ms for r in raws])))
+            while in_flight and (len(in_flight) > MAX_BATCHES_IN_FLIGHT or in_flight[0].done()):
+                await in_flight.popleft()  # re-raises a failed send: the agent stops, nothing is acked
+
+    async def _settle(stream: faust.StreamT, events: list, pending: list, outcome: BatchOutcome,
+                      seconds: float, timestamps_ms: list[int]) -> None:
+        # At-least-once: only acknowledged output lets the input offsets be committed. Faust commits
+        # acknowledged offsets only up to the first gap, so acks of overlapping batches may land in
+        # any order.
+        await asyncio.gather(*pending)
+        for e in events:
+            await stream.ack(e)
+        if metrics is not None:
+            metrics.observe_batch(outcome, seconds, timestamps_ms)
+        if on_batch is not None:
+            on_batch(outcome, seconds)
 
     return app
 
