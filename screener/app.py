@@ -35,7 +35,7 @@ def create_app(settings: Settings, screener: Screener, metrics: PipelineMetrics 
                on_batch=None) -> faust.App:
     """A Faust app screening `settings.manifests_topic` with `screener`.
 
-    `on_batch(outcome, seconds)` is called after each committed-ready batch (used by the demo).
+    `on_batch(outcome, seconds)` is called once a batch's output is acknowledged (a hook for embedding).
     """
     app = ScreenerApp(
         settings.app_id,
