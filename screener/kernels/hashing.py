@@ -9,8 +9,6 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-FNV_OFFSET = np.uint64(0xCBF29CE484222325)
-FNV_PRIME = np.uint64(0x100000001B3)
 _MASK = (1 << 64) - 1
 
 

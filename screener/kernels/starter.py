@@ -16,7 +16,6 @@ from ..reference import read_table
 from .hashing import seeded_uniform
 
 RULE_UNDERVALUED = 0
-RULE_RANDOM_BIT = 63  # the random pick is reported as its own reason, not a rule weight
 
 
 @nb.njit(cache=True, nogil=True)
