@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install debian-packages test test-unit test-integration demo bench bench-quick clean
+.PHONY: install debian-packages lint test test-unit test-integration demo bench bench-quick clean
 
 install: $(VENV)/.installed debian-packages
 
@@ -19,8 +19,11 @@ debian-packages:
 	@command -v promtool >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends prometheus; }
 
-test: install
+test: install lint
 	$(PY) -m pytest -q -p no:cacheprovider tests
+
+lint: install
+	$(VENV)/bin/ruff check screener tests benchmarks
 
 test-unit: install
 	$(PY) -m pytest -q tests/unit

@@ -15,12 +15,11 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import re
-from typing import List
 
 import faust
 
+from screener.generator import read_table
 from screener.kernels.hashing import fnv1a64_reference, seeded_uniform_reference
-from screener.reference import read_table
 
 YELLOW, RED, RANDOM_RATE, SEED = 0.3, 0.7, 0.01, 20261111
 
@@ -48,7 +47,7 @@ class Parcel(faust.Record, serializer="json"):
     currency: str
     gross_weight_kg: float
     declared_value: float
-    items: List[Item]
+    items: list[Item]
     event_time: str = ""
     departure_country: str = ""
     net_weight_kg: float = 0.0
@@ -65,7 +64,7 @@ class Decision(faust.Record, serializer="json"):
     parcel_id: str
     lane: str
     score: float
-    reasons: List[str]
+    reasons: list[str]
     decided_at: str
 
 
@@ -136,7 +135,7 @@ class DefaultRules:
             lane = "red"
             reasons.append("random")
         return Decision(parcel_id=p.parcel_id, lane=lane, score=round(score, 6), reasons=reasons,
-                        decided_at=dt.datetime.now(dt.timezone.utc).isoformat())
+                        decided_at=dt.datetime.now(dt.UTC).isoformat())
 
 
 def create_app(broker: str, in_topic: str, out_topic: str, app_id: str, partitions: int,

@@ -43,9 +43,9 @@ def entities(distinct: list[int], batches: int, manifests_per_batch: int = 8) ->
     """Throughput on batches of all-new consignees with 0..N consignees already known, and memory per consignee."""
     import gc
 
-    from screener.manifest import RawMessage
-    from screener.pipeline import BatchProcessor
-    from screener.screening import load_screener
+    from screener.pipeline.decode import RawMessage
+    from screener.pipeline.processor import BatchProcessor
+    from screener.pipeline.screening import load_screener
 
     from .procs import REPO
     from .workload import make_pool

@@ -255,7 +255,7 @@ def machine() -> dict:
         except PackageNotFoundError:
             versions[pkg] = None
     try:
-        from screener.broker import broker_binary
+        from screener.kafka.broker import broker_binary
         versions["broker"] = Path(broker_binary()).name
     except Exception:  # the report still renders without the broker's name
         versions["broker"] = None

@@ -67,9 +67,9 @@ def synthetic_pack(n_rules: int, directory: Path) -> Path:
 
 def generated_batch(parcels: int, seed: int = 1):
     """A ParcelBatch of generator parcels, decoded and validated as the worker does it."""
-    from screener.columns import BatchBuilder
     from screener.generator import GeneratorConfig, ManifestGenerator
-    from screener.manifest import RawMessage, decode
+    from screener.pipeline.columns import BatchBuilder
+    from screener.pipeline.decode import RawMessage, decode
 
     per = 500
     gen = ManifestGenerator(GeneratorConfig(manifests=max(1, parcels // per), parcels_per_manifest=per, seed=seed))
@@ -80,7 +80,7 @@ def generated_batch(parcels: int, seed: int = 1):
 
 def slice_batch(batch, n: int):
     """The first n parcels of a batch (same vocabularies)."""
-    from screener.batch import ParcelBatch
+    from screener.pipeline.batch import ParcelBatch
 
     m = int(batch.item_offsets[n])
     return ParcelBatch(parcel_ids=batch.parcel_ids[:n], manifest_ids=batch.manifest_ids[:n],

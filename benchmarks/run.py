@@ -23,7 +23,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from screener.broker import EmbeddedBroker
+from screener.kafka.broker import EmbeddedBroker
 
 from . import ceiling, endtoend, fullday, growth, keepup, longpoll
 from .kafka import create_topics, delete_topics, publish

@@ -8,8 +8,8 @@ rewritten per copy (a byte-level replace), so every parcel on the wire is distin
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import orjson
 

@@ -10,7 +10,7 @@ import time
 import click
 import orjson
 
-from .settings import Settings
+from screener.settings import Settings
 
 BROKER_HELP = "Kafka bootstrap servers, kafka://host:port[,host:port] (env SCREENER_BROKER)."
 
@@ -33,10 +33,10 @@ def main() -> None:
 
 def load_and_warm_screener(pack: str | None):
     """Load the rule set and compile its kernels on a tiny batch, before joining the consumer group."""
-    from .generator import GeneratorConfig, ManifestGenerator
-    from .manifest import RawMessage
-    from .pipeline import BatchProcessor
-    from .screening import load_screener
+    from screener.generator import GeneratorConfig, ManifestGenerator
+    from screener.pipeline.decode import RawMessage
+    from screener.pipeline.processor import BatchProcessor
+    from screener.pipeline.screening import load_screener
 
     screener = load_screener(pack)
     gen = ManifestGenerator(GeneratorConfig(manifests=1, parcels_per_manifest=5, seed=0))
@@ -59,8 +59,8 @@ def load_and_warm_screener(pack: str | None):
 @click.option("--data-dir", default=None, help="Faust's local data directory.")
 def worker(**flags) -> None:
     """Run a screening worker (scale out by starting more in the same group)."""
-    from .app import run_worker
-    from .metrics import PipelineMetrics
+    from screener.kafka.worker import run_worker
+    from screener.ops.metrics import PipelineMetrics
 
     settings = Settings.load(flags)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -81,7 +81,7 @@ def broker(port: int, host: str) -> None:
     """Run the embedded Kafka-compatible broker (memory-only) in the foreground."""
     import os
 
-    from .broker import broker_command, free_port
+    from screener.kafka.broker import broker_command, free_port
 
     port = port or free_port(host)
     click.echo(f"embedded broker on kafka://{host}:{port} (memory only; Ctrl-C stops it)", err=True)
@@ -98,7 +98,7 @@ def broker(port: int, host: str) -> None:
               help="Write the ground truth as inspection outcomes (JSONL) to this file.")
 def generate(manifests: int, parcels_per_manifest: int, seed: int, bare: bool, labels: str | None) -> None:
     """Write synthetic manifests (JSONL) with planted fraud to stdout."""
-    from .generator import GeneratorConfig, ManifestGenerator
+    from screener.generator import GeneratorConfig, ManifestGenerator
 
     gen = ManifestGenerator(GeneratorConfig(manifests=manifests, parcels_per_manifest=parcels_per_manifest, seed=seed))
     out = sys.stdout.buffer
@@ -126,7 +126,7 @@ def publish(source: str, broker: str | None, topic_prefix: str | None, rate: flo
     """Publish JSONL manifests or parcels from FILE (or - for stdin)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from .publisher import publish_lines
+    from screener.kafka.publisher import publish_lines
 
     settings = Settings.load({"broker": broker, "topic_prefix": topic_prefix})
     fh = sys.stdin.buffer if source == "-" else open(source, "rb")
@@ -159,7 +159,7 @@ def publish(source: str, broker: str | None, topic_prefix: str | None, rate: flo
               help="Only decisions in these lanes.")
 def tail(which: str, broker: str | None, topic_prefix: str | None, limit: int, follow: bool, lanes) -> None:
     """Pretty-print a topic: decisions, flagged or dead-letter."""
-    from .tail import tail as run_tail
+    from screener.kafka.tail import tail as run_tail
 
     settings = Settings.load({"broker": broker, "topic_prefix": topic_prefix})
     run_tail(settings.bootstrap_servers, settings.topic(which), which, limit, follow, set(lanes) or None)
@@ -176,7 +176,7 @@ def tail(which: str, broker: str | None, topic_prefix: str | None, limit: int, f
 @click.option("--seed", type=int, default=7, show_default=True)
 def demo(**opts) -> None:
     """Start broker, worker and publisher, show the live view, end with a summary."""
-    from .demo import run_demo
+    from screener.demo import run_demo
 
     sys.exit(run_demo(**opts))
 
@@ -184,12 +184,12 @@ def demo(**opts) -> None:
 def _register_optional_commands() -> None:
     # Command groups owned by other modules; the CLI works without them while they are being built.
     try:
-        from .rules.cli import rules
+        from screener.rules.cli import rules
         main.add_command(rules)
     except ImportError:
         pass
     try:
-        from .status import status
+        from screener.ops.status import status
         main.add_command(status)
     except ImportError:
         pass

@@ -20,11 +20,11 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 
-from .broker import EmbeddedBroker, free_port
-from .generator import BAD_MESSAGES, PARCEL_DEFECTS, GeneratorConfig, ManifestGenerator, break_parcel
-from .publisher import Publisher
-from .settings import Settings
-from .tail import read_topic
+from screener.generator import BAD_MESSAGES, PARCEL_DEFECTS, GeneratorConfig, ManifestGenerator, break_parcel
+from screener.kafka.broker import EmbeddedBroker, free_port
+from screener.kafka.publisher import Publisher
+from screener.kafka.tail import read_topic
+from screener.settings import Settings
 
 BAD_PARCEL_EVERY = 40      # one damaged parcel in every 40th manifest
 BAD_MESSAGE_EVERY = 50     # one non-manifest message after every 50th manifest

@@ -8,13 +8,13 @@ labels file records it as an inspection outcome.
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
+from pathlib import Path
 
 import numpy as np
-
-from .reference import read_table
 
 SCHEMA_VERSION = 1
 
@@ -72,7 +72,7 @@ class GeneratorConfig:
     sellers: int = 5_000
     zipf_a: float = 1.3
     fraud_scale: float = 1.0
-    start: dt.datetime = dt.datetime(2026, 11, 11, tzinfo=dt.timezone.utc)
+    start: dt.datetime = dt.datetime(2026, 11, 11, tzinfo=dt.UTC)
 
 
 class ManifestGenerator:
@@ -235,3 +235,12 @@ def break_parcel(parcel: dict, defect: str) -> str:
     reason, damage = PARCEL_DEFECTS[defect]
     damage(parcel)
     return reason
+
+DEFAULT_REFERENCE_DIR = Path(__file__).resolve().parent.parent / "rules" / "reference"
+
+
+def read_table(name: str, directory: str | Path | None = None) -> list[dict[str, str]]:
+    """Rows of reference table `name` (file name without .csv) as dicts."""
+    path = Path(directory or DEFAULT_REFERENCE_DIR) / f"{name}.csv"
+    with path.open(newline="", encoding="utf-8") as f:
+        return [{k: (v or "").strip() for k, v in row.items()} for row in csv.DictReader(f)]

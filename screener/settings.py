@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 ENV_PREFIX = "SCREENER_"
 
@@ -82,13 +83,13 @@ class Settings:
         """Parcels per second the pipeline must sustain on a peak day."""
         return self.daily_volume * self.peak_factor / 86_400.0
 
-    def replace(self, **changes: Any) -> "Settings":
+    def replace(self, **changes: Any) -> Settings:
         """Copy with the given fields changed; None values are ignored."""
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
     @classmethod
     def load(cls, overrides: Mapping[str, Any] | None = None,
-             environ: Mapping[str, str] | None = None) -> "Settings":
+             environ: Mapping[str, str] | None = None) -> Settings:
         """Defaults, then SCREENER_* variables, then explicit overrides (CLI flags)."""
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}

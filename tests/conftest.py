@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from screener.broker import EmbeddedBroker
+from screener.kafka.broker import EmbeddedBroker
 
 
 @pytest.fixture(scope="session")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from .errors import PackError, Problem
-from .pack import Pack, load_pack, read_pack
-from .screener import PackScreener, load_pack_screener
+from screener.rules.errors import PackError, Problem
+from screener.rules.pack import Pack, load_pack, read_pack
+from screener.rules.screener import PackScreener, load_pack_screener
 
 __all__ = ["Pack", "PackError", "PackScreener", "Problem", "load_pack", "load_pack_screener", "read_pack"]

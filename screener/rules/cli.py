@@ -20,7 +20,7 @@ def _fail_with_problems(path: str, problems) -> None:
 
 
 def _load(path: str):
-    from .pack import read_pack
+    from screener.rules.pack import read_pack
 
     pack, problems = read_pack(path)
     if problems:
@@ -52,8 +52,8 @@ def check(pack: str) -> None:
 @click.option("--cache-dir", default=None, help="Kernel cache directory (default $SCREENER_KERNEL_CACHE or ~/.cache).")
 def test(pack: str, cache_dir: str | None) -> None:
     """Run PACK's examples through the compiled kernel and the reference interpreter; exit 1 on any mismatch."""
-    from .examples import run_examples
-    from .screener import PackScreener
+    from screener.rules.examples import run_examples
+    from screener.rules.screener import PackScreener
 
     p = _load(pack)
     screener = PackScreener(p, cache_dir)
@@ -82,10 +82,10 @@ def test(pack: str, cache_dir: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per parcel.")
 def explain(pack: str, parcel: str, as_json: bool) -> None:
     """Screen parcels with PACK and show every rule: whether it fired, its contribution, the values."""
-    from ..batch import LANE_NAMES
-    from .explain import noisy_or_contributions, rule_values
-    from .parcels import ParcelInputError, batch_from_parcels, parcels_from_text
-    from .screener import PackScreener
+    from screener.pipeline.batch import LANE_NAMES
+    from screener.rules.explain import noisy_or_contributions, rule_values
+    from screener.rules.parcels import ParcelInputError, batch_from_parcels, parcels_from_text
+    from screener.rules.screener import PackScreener
 
     p = _load(pack)
     if parcel == "-":
@@ -96,12 +96,12 @@ def explain(pack: str, parcel: str, as_json: bool) -> None:
         try:
             text = Path(parcel).read_text()
         except OSError as exc:
-            raise click.ClickException(f"cannot read {parcel}: {exc.strerror or exc}")
+            raise click.ClickException(f"cannot read {parcel}: {exc.strerror or exc}") from exc
     try:
         parcels = parcels_from_text(text)
         batch = batch_from_parcels(parcels)
     except (ValueError, ParcelInputError) as exc:
-        raise click.ClickException(str(exc))
+        raise click.ClickException(str(exc)) from exc
     screener = PackScreener(p)
     result = screener.screen(batch)
     for i in range(batch.n):
@@ -140,8 +140,8 @@ def explain(pack: str, parcel: str, as_json: bool) -> None:
 @click.option("--show-source", is_flag=True, help="Print the generated kernel source.")
 def compile_(pack: str, cache_dir: str | None, show_source: bool) -> None:
     """Compile PACK's kernel (or load it from the cache) and report the time it took."""
-    from .compiler import default_cache_dir
-    from .screener import PackScreener
+    from screener.rules.compiler import default_cache_dir
+    from screener.rules.screener import PackScreener
 
     p = _load(pack)
     t0 = time.perf_counter()

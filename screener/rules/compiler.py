@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numba
 
-from . import ir
-from .lookups import LookupPlan
+from screener.rules import ir
+from screener.rules.lookups import LookupPlan
 
 COMPILER_VERSION = "1"
 _HASHING_SOURCE = Path(__file__).resolve().parent.parent / "kernels" / "hashing.py"

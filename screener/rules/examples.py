@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..batch import LANE_NAMES
-from .pack import Pack
-from .parcels import ParcelInputError, batch_from_parcels, example_parcel
-from .screener import PackScreener
+from screener.pipeline.batch import LANE_NAMES
+from screener.rules.pack import Pack
+from screener.rules.parcels import ParcelInputError, batch_from_parcels, example_parcel
+from screener.rules.screener import PackScreener
 
 
 @dataclass

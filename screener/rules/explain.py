@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import math
 
-from . import ir
-from .pack import Rule
+from screener.rules import ir
+from screener.rules.pack import Rule
 
 
 def noisy_or_contributions(weights: list[float]) -> list[float]:

@@ -14,11 +14,11 @@ import re
 
 import numpy as np
 
-from ..batch import ParcelBatch, ScreenResult
-from ..kernels.hashing import seeded_uniform_reference
-from . import ir
-from .lookups import band_value
-from .pack import Pack, Rule
+from screener.kernels.hashing import seeded_uniform_reference
+from screener.pipeline.batch import ParcelBatch, ScreenResult
+from screener.rules import ir
+from screener.rules.lookups import band_value
+from screener.rules.pack import Pack, Rule
 
 _TOKEN = re.compile(r"\w+")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..batch import ITEM_NUMBER_FIELDS, PARCEL_NUMBER_FIELDS, PARCEL_STRING_FIELDS
+from screener.pipeline.batch import ITEM_NUMBER_FIELDS, PARCEL_NUMBER_FIELDS, PARCEL_STRING_FIELDS
 
 # Parcel-level fields: name -> column in ParcelBatch.numbers / .strings (same name).
 PARCEL_NUMBERS = {f: f for f in PARCEL_NUMBER_FIELDS}

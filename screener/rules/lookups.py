@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..batch import Vocabularies
-from .ir import BandTable, PairTable, StrFn, StrPred
-from .predicates import matcher, string_number
+from screener.pipeline.batch import Vocabularies
+from screener.rules.ir import BandTable, PairTable, StrFn, StrPred
+from screener.rules.predicates import matcher, string_number
 
 # Field vocabularies that are one Vocabulary object (e.g. all country fields) share one matrix.
 _CANONICAL = {key: v.name for key, v in Vocabularies().items()}
@@ -75,7 +75,7 @@ class VocabPlan:
 
     def float_col(self, spec, width: int = 1) -> int:
         """First column of a float spec in F (a band occupies one column per origin key + 1)."""
-        for s, w in self.floats:
+        for s, _w in self.floats:
             if s == spec:
                 break
         else:

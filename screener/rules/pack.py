@@ -11,10 +11,10 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import ir
-from .errors import PackError, Problem
-from .parser import parse_condition
-from .tables import TableError, Tables, parse_time
+from screener.rules import ir
+from screener.rules.errors import PackError, Problem
+from screener.rules.parser import parse_condition
+from screener.rules.tables import TableError, Tables, parse_time
 
 LANES = {"green": 0, "yellow": 1, "red": 2}
 RULE_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")

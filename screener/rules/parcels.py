@@ -6,9 +6,9 @@ import copy
 
 import orjson
 
-from ..batch import ParcelBatch, Vocabularies
-from ..columns import BatchBuilder
-from ..manifest import DecodedMessage, RawMessage
+from screener.pipeline.batch import ParcelBatch, Vocabularies
+from screener.pipeline.columns import BatchBuilder
+from screener.pipeline.decode import DecodedMessage, RawMessage
 
 # A clean parcel that no default rule flags; rule examples override only the fields they are about.
 BASE_PARCEL = {

@@ -12,10 +12,10 @@ import ast
 import difflib
 import math
 
-from . import ir
-from .errors import Problem
-from .ir import BOOL, NUM, STR
-from .language import (
+from screener.rules import ir
+from screener.rules.errors import Problem
+from screener.rules.ir import BOOL, NUM, STR
+from screener.rules.language import (
     DERIVED,
     FUNCTIONS,
     ITEM_NUMBERS,
@@ -25,7 +25,7 @@ from .language import (
     PARCEL_STRINGS,
     all_names,
 )
-from .tables import TableError, Tables
+from screener.rules.tables import TableError, Tables
 
 MAX_CONDITION_CHARS = 20_000
 MAX_DEPTH = 64
@@ -242,9 +242,16 @@ class ConditionParser:
         """The shared IR of a derived field (built once per pack)."""
         if name in self.shared:
             return self.shared[name]
-        P = lambda f: ir.NumField(f, f, "parcel", label=f)
-        I = lambda f: ir.NumField(f, f, "item", label=f)
-        D = lambda f: self.derived(f, node)
+
+        def P(f):  # one-letter builders keep the derived-field table below readable
+            return ir.NumField(f, f, "parcel", label=f)
+
+        def item(f):
+            return ir.NumField(f, f, "item", label=f)
+
+        def D(f):
+            return self.derived(f, node)
+
         level = DERIVED[name][0]
         if name == "fx_usd":
             try:
@@ -253,7 +260,7 @@ class ConditionParser:
                 for row in self.tables.rows("fx"):
                     mapping.append((row["currency"], float(row["usd_per_unit"])))
             except (TableError, ValueError) as exc:
-                raise self.error(node, f"derived field {name} needs reference table fx.csv: {exc}")
+                raise self.error(node, f"derived field {name} needs reference table fx.csv: {exc}") from exc
             expr = ir.StrNum(ir.StrFn("lookup", tuple(mapping), source="fx.csv"),
                              ir.StrField("currency", "currency", "currency", "parcel", label="currency"))
         elif name in ("value_usd", "freight_usd", "paid_usd", "tax_usd"):
@@ -268,15 +275,15 @@ class ConditionParser:
         elif name == "item_count":
             expr = ir.ItemCount()
         elif name == "total_quantity":
-            expr = ir.Quant("sum_items", I("quantity"))
+            expr = ir.Quant("sum_items", item("quantity"))
         elif name == "items_value":
-            expr = ir.Quant("sum_items", I("line_value"))
+            expr = ir.Quant("sum_items", item("line_value"))
         elif name == "items_value_usd":
             expr = ir.Arith("*", D("items_value"), D("fx_usd"))
         elif name == "unit_price_usd":
-            expr = ir.Arith("*", I("unit_price"), D("fx_usd"))
+            expr = ir.Arith("*", item("unit_price"), D("fx_usd"))
         elif name == "line_value_usd":
-            expr = ir.Arith("*", I("line_value"), D("fx_usd"))
+            expr = ir.Arith("*", item("line_value"), D("fx_usd"))
         else:  # pragma: no cover - DERIVED and this list are kept in step
             raise self.error(node, f"derived field {name} has no definition")
         out = ir.Derived(name, expr, level, label=name)
@@ -368,7 +375,7 @@ class ConditionParser:
             try:
                 entries = self.tables.entries(name, columns[0], filters)
             except TableError as exc:
-                raise self.error(node, str(exc))
+                raise self.error(node, str(exc)) from exc
             if not entries:
                 raise self.error(node, f"table {name!r} column {columns[0]!r} gives no entries")
             return entries, label
@@ -408,7 +415,7 @@ class ConditionParser:
             rows = tuple((r[columns[0]], r[columns[1]]) for r in self.tables.rows(name)
                          if all(r.get(k, "") == v for k, v in filters.items()) and r[columns[0]] and r[columns[1]])
         except TableError as exc:
-            raise self.error(node, str(exc))
+            raise self.error(node, str(exc)) from exc
         if not rows:
             raise self.error(node, f"pair table {name!r} gives no rows")
         return ir.PairTable(rows, source=self._label(node))
@@ -480,7 +487,7 @@ class ConditionParser:
             try:
                 entries = self.tables.entries("watchlist", "value", {"field": field.name})
             except TableError as exc:
-                raise self.error(node, str(exc))
+                raise self.error(node, str(exc)) from exc
             if not entries:
                 raise self.error(node, f"watchlist.csv has no entries for field {field.name!r}")
             return ir.StrTest(ir.StrPred("in", entries, source=f"watchlist[{field.name}]"), field)
@@ -503,9 +510,9 @@ class ConditionParser:
                     rows.append((r["hs_prefix"], r["origin_country"] or "*", float(r["min_usd_per_kg"] or "nan"),
                                  float(r["max_usd_per_kg"] or "nan")))
                 except ValueError:
-                    raise TableError(f"value_bands.csv line {n}: min/max must be numbers")
+                    raise TableError(f"value_bands.csv line {n}: min/max must be numbers") from None
         except TableError as exc:
-            raise self.error(node, str(exc))
+            raise self.error(node, str(exc)) from exc
         table = ir.BandTable(tuple(rows))
         self.shared[key] = table
         return table

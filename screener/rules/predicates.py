@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from .ir import Entry, StrFn, StrPred
+from screener.rules.ir import Entry, StrFn, StrPred
 
 _WORD = re.compile(r"\w+")
 

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..batch import ParcelBatch, Reason, ScreenResult
-from ..kernels.hashing import seeded_uniform_reference
-from .compiler import KernelSource, generate, load_kernel
-from .explain import noisy_or_contributions, rule_values
-from .interpreter import Interpreter
-from .lookups import LookupState
-from .pack import Pack, load_pack
+from screener.kernels.hashing import seeded_uniform_reference
+from screener.pipeline.batch import ParcelBatch, Reason, ScreenResult
+from screener.rules.compiler import KernelSource, generate, load_kernel
+from screener.rules.explain import noisy_or_contributions, rule_values
+from screener.rules.interpreter import Interpreter
+from screener.rules.lookups import LookupState
+from screener.rules.pack import Pack, load_pack
 
 _CACHE: dict[tuple[str, str], PackScreener] = {}
 _CACHE_LOCK = threading.Lock()

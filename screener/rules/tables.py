@@ -7,7 +7,7 @@ import datetime as dt
 import hashlib
 from pathlib import Path
 
-from .ir import TIME_MAX, TIME_MIN, Entry
+from screener.rules.ir import TIME_MAX, TIME_MIN, Entry
 
 DAY_MS = 86_400_000
 

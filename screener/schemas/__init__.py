@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 SCHEMA_DIR = Path(__file__).resolve().parent
 NAMES = ("manifest", "decision", "flagged", "dead-letter")
 
 
-@lru_cache(maxsize=None)
+@cache
 def load(name: str) -> dict:
     """The JSON Schema document called `name` (one of NAMES)."""
     return json.loads((SCHEMA_DIR / f"{name}.schema.json").read_text())

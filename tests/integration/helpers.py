@@ -30,7 +30,7 @@ class WorkerProcess:
         self.proc: subprocess.Popen | None = None
         self.starts = 0
 
-    def start(self) -> "WorkerProcess":
+    def start(self) -> WorkerProcess:
         """Start (or restart) the worker process."""
         self.starts += 1
         log = open(self.workdir / f"worker-{self.starts}.log", "wb")

@@ -25,7 +25,7 @@ def test_generate_publish_tail_round_trip_and_confluent_kafka_publisher(broker, 
     assert gen.returncode == 0
     lines = gen.stdout.splitlines()
     assert len(lines) == 4 and len(labels.read_text().splitlines()) == 200
-    assert all(orjson.loads(l)["parcels"] for l in lines)
+    assert all(orjson.loads(line)["parcels"] for line in lines)
 
     worker = WorkerProcess(broker.url, tmp_path).start()
     try:

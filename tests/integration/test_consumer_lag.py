@@ -8,7 +8,7 @@ import uuid
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from screener.observability import read_offsets
+from screener.ops.observability import read_offsets
 
 
 async def _lag_after_partial_consumption(bootstrap: str) -> tuple[dict, dict]:

@@ -21,8 +21,8 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from screener.broker import free_port, wait_for_port
 from screener.generator import GeneratorConfig, ManifestGenerator
+from screener.kafka.broker import free_port, wait_for_port
 
 from ..unit.deploy.promql import RULE_FILES, SCRAPE_SERIES, WORKER_JOB, queried_names, rule_groups
 from .helpers import WorkerProcess, produce

@@ -3,8 +3,8 @@ from collections import Counter
 import orjson
 
 from screener.generator import FRAUD_KINDS, GeneratorConfig, ManifestGenerator
-from screener.manifest import RawMessage, decode
-from screener.columns import build_batch
+from screener.pipeline.columns import build_batch
+from screener.pipeline.decode import RawMessage, decode
 
 
 def _gen(seed=3, manifests=20):

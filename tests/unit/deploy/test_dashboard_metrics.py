@@ -8,13 +8,23 @@ import yaml
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from screener.batch import Vocabularies
-from screener.metrics import PipelineMetrics
-from screener.observability import KeepUpSampler
-from screener.pipeline import BatchOutcome
+from screener.ops.metrics import PipelineMetrics
+from screener.ops.observability import KeepUpSampler
+from screener.pipeline.batch import Vocabularies
+from screener.pipeline.processor import BatchOutcome
 
-from .promql import (ROOT, SCRAPE_SERIES, base_names, dashboard_exprs, dashboards, grafana_to_promql, metric_names,
-                     queried_names, recording_rules, run_promtool)
+from .promql import (
+    ROOT,
+    SCRAPE_SERIES,
+    base_names,
+    dashboard_exprs,
+    dashboards,
+    grafana_to_promql,
+    metric_names,
+    queried_names,
+    recording_rules,
+    run_promtool,
+)
 
 
 def exported_names() -> set[str]:

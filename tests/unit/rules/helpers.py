@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from screener.batch import (
+from screener.kernels.hashing import hash_ids
+from screener.pipeline.batch import (
     ITEM_NUMBER_FIELDS,
     ITEM_STRING_FIELDS,
     PARCEL_NUMBER_FIELDS,
@@ -20,7 +21,6 @@ from screener.batch import (
     ParcelBatch,
     Vocabularies,
 )
-from screener.kernels.hashing import hash_ids
 
 REFERENCE = {
     "fx.csv": "currency,usd_per_unit\nUSD,1.0\nCNY,0.14\nEUR,1.08\n",

@@ -11,11 +11,11 @@ import numpy as np
 import orjson
 import pytest
 
-from screener.batch import LANE_GREEN, LANE_RED, LANE_YELLOW
-from screener.columns import BatchBuilder
 from screener.generator import GeneratorConfig, ManifestGenerator
 from screener.kernels.hashing import seeded_uniform_reference
-from screener.manifest import RawMessage, decode
+from screener.pipeline.batch import LANE_GREEN, LANE_RED, LANE_YELLOW
+from screener.pipeline.columns import BatchBuilder
+from screener.pipeline.decode import RawMessage, decode
 from screener.rules import load_pack, load_pack_screener
 from screener.rules.examples import run_examples
 from screener.rules.explain import noisy_or_contributions

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from screener.batch import Vocabularies
+from screener.pipeline.batch import Vocabularies
 from screener.rules import ir
 from screener.rules.interpreter import naive_matches
 from screener.rules.lookups import LookupPlan, LookupState, band_value, pair_matrices

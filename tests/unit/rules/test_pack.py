@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from screener.pipeline.screening import load_screener
 from screener.rules import PackError, load_pack, load_pack_screener, read_pack
-from screener.screening import load_screener
 
 from .helpers import write_pack
 

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from screener.batch import Vocabularies
+from screener.pipeline.batch import Vocabularies
 from screener.rules import load_pack
 from screener.rules.screener import PackScreener
 

@@ -8,11 +8,22 @@ import pytest
 from click.testing import CliRunner
 from prometheus_client import generate_latest
 
-from screener.broker import free_port
-from screener.metrics import PipelineMetrics
+from screener.kafka.broker import free_port
+from screener.ops.metrics import PipelineMetrics
+from screener.ops.status import (
+    EXIT_BEHIND,
+    EXIT_KEEPS_UP,
+    EXIT_UNKNOWN,
+    WorkerView,
+    fleet,
+    fmt_duration,
+    histogram_quantile,
+    parse_worker,
+    scrape,
+    status,
+    verdict,
+)
 from screener.settings import Settings
-from screener.status import (EXIT_BEHIND, EXIT_KEEPS_UP, EXIT_UNKNOWN, WorkerView, fleet, fmt_duration,
-                             histogram_quantile, parse_worker, scrape, status, verdict)
 
 PEAK = Settings().required_peak_rate  # 20M/day at 10x: 2,314.8/s
 

@@ -7,7 +7,6 @@ This is the contract between decoding (screener/columns.py builds it) and screen
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-
 from itertools import compress, repeat
 from operator import is_
 

@@ -2,7 +2,7 @@
 
 Counters and histograms move in `observe_batch`, the only call on the hot path. The keep-up
 gauges (lag, arrival rate, capacity, headroom, drain time, state sizes) are set every few seconds
-by `screener.observability`, which reads the batch totals kept here. Every name is documented in
+by `screener.ops.observability`, which reads the batch totals kept here. Every name is documented in
 docs/metrics.md together with the alert that uses it.
 """
 
@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable, Mapping
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, start_http_server
 
-from .columns import PARCEL_REASONS
+from screener.pipeline.columns import PARCEL_REASONS
 
 if TYPE_CHECKING:
-    from .pipeline import BatchOutcome
+    from screener.pipeline.processor import BatchOutcome
 
 BATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
@@ -138,7 +139,7 @@ class PipelineMetrics:
             gauge.set(math.nan)
         self._partitions: set[tuple[str, str]] = set()
 
-    def observe_batch(self, outcome: "BatchOutcome", seconds: float, input_timestamps_ms: list[int]) -> None:
+    def observe_batch(self, outcome: BatchOutcome, seconds: float, input_timestamps_ms: list[int]) -> None:
         """Record one processed batch."""
         for lane, count in outcome.lanes.items():
             if count:

@@ -8,9 +8,9 @@ from itertools import chain
 import numpy as np
 import orjson
 
-from .batch import LANE_GREEN, LANE_NAMES, ParcelBatch, ScreenResult
-from .manifest import DecodedMessage
-from .screening import Screener
+from screener.pipeline.batch import LANE_GREEN, LANE_NAMES, ParcelBatch, ScreenResult
+from screener.pipeline.decode import DecodedMessage
+from screener.pipeline.screening import Screener
 
 DECISION_SCHEMA_VERSION = 1
 

@@ -9,20 +9,20 @@ has been acknowledged by the broker; Faust commits acknowledged offsets on its c
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 import gc
 import logging
 import time
+from collections import deque
 
 import faust
 
-from .manifest import RawMessage
-from .metrics import PipelineMetrics
-from .observability import attach
-from .pipeline import DEAD_LETTER, DECISIONS, FLAGGED, BatchOutcome, BatchProcessor
-from .screening import Screener
-from .settings import Settings
-from .transport import ScreenerApp
+from screener.kafka.transport import ScreenerApp
+from screener.ops.metrics import PipelineMetrics
+from screener.ops.observability import attach
+from screener.pipeline.decode import RawMessage
+from screener.pipeline.processor import DEAD_LETTER, DECISIONS, FLAGGED, BatchOutcome, BatchProcessor
+from screener.pipeline.screening import Screener
+from screener.settings import Settings
 
 log = logging.getLogger(__name__)
 

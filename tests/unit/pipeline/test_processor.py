@@ -6,9 +6,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from screener.generator import GeneratorConfig, ManifestGenerator
-from screener.kernels.starter import StarterScreener
-from screener.manifest import RawMessage
-from screener.pipeline import DEAD_LETTER, DECISIONS, FLAGGED, BatchProcessor
+from screener.pipeline.decode import RawMessage
+from screener.pipeline.processor import DEAD_LETTER, DECISIONS, FLAGGED, BatchProcessor
+from screener.pipeline.screening import load_screener
 from screener.schemas import validator
 
 
@@ -19,7 +19,7 @@ def raw_manifests(n=4, per=100, seed=2):
 
 @pytest.fixture(scope="module")
 def screener():
-    return StarterScreener()
+    return load_screener("rules/default.toml")
 
 
 def by_kind(result):
@@ -46,7 +46,7 @@ def test_decisions_are_the_same_on_any_worker_and_after_a_warm_up(screener):
         out = by_kind(processor.process(raws))
         return [d for rec in out[DECISIONS] for d in rec["decisions"]]
 
-    fresh = decisions(BatchProcessor(StarterScreener()))
+    fresh = decisions(BatchProcessor(load_screener("rules/default.toml")))
     # A worker that screened other traffic first (warm-up, earlier batches) numbers strings
     # differently in its vocabularies; the decisions must not change.
     warmed = BatchProcessor(screener)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from aiokafka import AIOKafkaProducer
 
-from .app import PRODUCER_MAX_REQUEST_BYTES
+from screener.kafka.worker import PRODUCER_MAX_REQUEST_BYTES
 
 
 def parcels_in_line(line: bytes) -> int:
@@ -30,7 +30,7 @@ class Publisher:
         self._pending: list[asyncio.Future] = []
         self._start = 0.0
 
-    async def __aenter__(self) -> "Publisher":
+    async def __aenter__(self) -> Publisher:
         await self._producer.start()
         self._start = time.monotonic()
         return self

@@ -16,7 +16,8 @@ from operator import itemgetter
 
 import numpy as np
 
-from .batch import (
+from screener.kernels.hashing import hash_ids
+from screener.pipeline.batch import (
     ITEM_NUMBER_FIELDS,
     ITEM_STRING_FIELDS,
     PARCEL_NUMBER_FIELDS,
@@ -24,8 +25,7 @@ from .batch import (
     ParcelBatch,
     Vocabularies,
 )
-from .kernels.hashing import hash_ids
-from .manifest import DecodedMessage, Rejection
+from screener.pipeline.decode import DecodedMessage, Rejection
 
 _NoneType = type(None)
 _STR = {str}
@@ -202,7 +202,7 @@ def _event_times(values: list, errors: _Errors) -> np.ndarray:
                 errors.add(i, "bad_event_time", "event_time", f"`event_time` {v!r:.60} is not ISO 8601")
                 continue
             if d.tzinfo is None:
-                d = d.replace(tzinfo=dt.timezone.utc)
+                d = d.replace(tzinfo=dt.UTC)
             out[i] = int(d.timestamp() * 1000)
         elif v is None:
             errors.add(i, "missing_field", "event_time", "`event_time` is required")

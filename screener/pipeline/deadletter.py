@@ -8,7 +8,7 @@ import hashlib
 
 import orjson
 
-from .manifest import RawMessage, Rejection
+from screener.pipeline.decode import RawMessage, Rejection
 
 DEAD_LETTER_SCHEMA_VERSION = 1
 # Kafka's default message limit is 1 MiB: an oversized input cannot be copied whole. The input
@@ -33,7 +33,7 @@ def encode_original(data: bytes) -> dict:
 
 def now_iso() -> str:
     """Current UTC time, ISO 8601 with milliseconds and Z."""
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def dead_letter(raw: RawMessage, rejection: Rejection, original: bytes, *, manifest_id: str | None = None,

@@ -27,9 +27,10 @@ import logging
 import math
 import time
 from collections import deque
-from typing import Any, Callable, Iterable, Mapping, Protocol, Sized, Union
+from collections.abc import Callable, Iterable, Mapping, Sized
+from typing import Any, Protocol
 
-from .metrics import BatchStats, PipelineMetrics
+from screener.ops.metrics import BatchStats, PipelineMetrics
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ MIN_BATCHES_FOR_FIT = 20
 MIN_BATCH_SIZE_CV = 0.25
 
 Offsets = Mapping[tuple[str, int], tuple[int, int]]
-StateArg = Union[Mapping[str, Sized], Callable[[], Mapping[str, Sized]], None]
+StateArg = Mapping[str, Sized] | Callable[[], Mapping[str, Sized]] | None
 
 
 class OffsetReader(Protocol):
@@ -230,5 +231,5 @@ def attach(app: Any, metrics: PipelineMetrics, settings: Any, vocab: StateArg = 
     async def sample_keepup() -> None:
         await sampler.sample()
 
-    app.timer(interval=interval, name="screener.observability.sample_keepup")(sample_keepup)
+    app.timer(interval=interval, name="screener.ops.observability.sample_keepup")(sample_keepup)
     return sampler

@@ -8,11 +8,16 @@ import math
 import pytest
 from prometheus_client import generate_latest
 
-from screener.batch import Vocabularies
-from screener.metrics import BatchStats, PipelineMetrics
-from screener.observability import (KeepUpSampler, attach, capacity_parcels_per_second, drain_seconds,
-                                    mean_parcels_per_message)
-from screener.pipeline import BatchOutcome
+from screener.ops.metrics import BatchStats, PipelineMetrics
+from screener.ops.observability import (
+    KeepUpSampler,
+    attach,
+    capacity_parcels_per_second,
+    drain_seconds,
+    mean_parcels_per_message,
+)
+from screener.pipeline.batch import Vocabularies
+from screener.pipeline.processor import BatchOutcome
 from screener.settings import Settings
 
 
@@ -231,11 +236,11 @@ def test_every_dead_letter_reason_is_exported_at_zero_before_it_happens():
     from pathlib import Path
 
     import screener
-    from screener.columns import PARCEL_REASONS
-    from screener.metrics import MESSAGE_DEAD_LETTER_REASONS
+    from screener.ops.metrics import MESSAGE_DEAD_LETTER_REASONS
+    from screener.pipeline.columns import PARCEL_REASONS
 
     # The message-level codes are spelled out in metrics.py; they must match the ones the code emits.
-    src = "".join(p.read_text() for p in Path(screener.__file__).parent.glob("*.py"))
+    src = "".join(p.read_text() for p in Path(screener.__file__).parent.rglob("*.py"))
     emitted = set(re.findall(r'Rejection\("([a-z_]+)"', src))
     assert emitted == set(MESSAGE_DEAD_LETTER_REASONS)
     m = PipelineMetrics()

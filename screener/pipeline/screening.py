@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
-from .batch import ParcelBatch, Reason, ScreenResult
+from screener.pipeline.batch import ParcelBatch, Reason, ScreenResult
 
 
 class Screener(Protocol):
@@ -24,7 +24,7 @@ class Screener(Protocol):
         ...
 
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def resolve_pack_path(pack_path: str) -> str:
@@ -35,14 +35,8 @@ def resolve_pack_path(pack_path: str) -> str:
     return pack_path
 
 
-def load_screener(pack_path: str | None) -> Screener:
-    """The screener for a rule pack path; falls back to the starter kernel when no pack compiler exists."""
-    try:
-        from .rules import load_pack_screener  # provided by the rule-language package
-    except ImportError:
-        load_pack_screener = None
-    if load_pack_screener is not None and pack_path:
-        return load_pack_screener(resolve_pack_path(pack_path))
-    from .kernels.starter import StarterScreener
+def load_screener(pack_path: str) -> Screener:
+    """The compiled screener of the rule pack at `pack_path` (relative paths also tried in the project)."""
+    from screener.rules import load_pack_screener
 
-    return StarterScreener()
+    return load_pack_screener(resolve_pack_path(pack_path))

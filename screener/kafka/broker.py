@@ -62,7 +62,7 @@ class EmbeddedBroker:
         return f"{self.host}:{self.port}"
 
     @classmethod
-    def start(cls, port: int | None = None, host: str = "127.0.0.1", log_path: str | None = None) -> "EmbeddedBroker":
+    def start(cls, port: int | None = None, host: str = "127.0.0.1", log_path: str | None = None) -> EmbeddedBroker:
         """Start a broker on a free (or given) port and wait until it accepts connections."""
         port = port or free_port(host)
         out = open(log_path, "ab") if log_path else subprocess.DEVNULL
@@ -87,7 +87,7 @@ class EmbeddedBroker:
                 self.process.kill()
                 self.process.wait()
 
-    def __enter__(self) -> "EmbeddedBroker":
+    def __enter__(self) -> EmbeddedBroker:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -1,7 +1,7 @@
 import orjson
 import pytest
 
-from screener.manifest import DecodedMessage, RawMessage, Rejection, decode
+from screener.pipeline.decode import DecodedMessage, RawMessage, Rejection, decode
 
 
 def _decode(value: bytes, max_bytes: int = 1 << 20):

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from screener.batch import ITEM_NUMBER_FIELDS, PARCEL_NUMBER_FIELDS, PARCEL_STRING_FIELDS
-from screener.columns import BatchBuilder
 from screener.generator import PARCEL_DEFECTS, GeneratorConfig, ManifestGenerator, break_parcel
-from screener.manifest import DecodedMessage, RawMessage, decode
+from screener.pipeline.batch import ITEM_NUMBER_FIELDS, PARCEL_NUMBER_FIELDS, PARCEL_STRING_FIELDS
+from screener.pipeline.columns import BatchBuilder
+from screener.pipeline.decode import DecodedMessage, RawMessage, decode
 
 
 def manifest(n=20, seed=5):

@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import orjson
 
-from .batch import LANE_NAMES, Vocabularies
-from .columns import BatchBuilder
-from .deadletter import dead_letter, now_iso
-from .decisions import encode
-from .manifest import DecodedMessage, RawMessage, Rejection, decode_many
-from .screening import Screener
+from screener.pipeline.batch import LANE_NAMES, Vocabularies
+from screener.pipeline.columns import BatchBuilder
+from screener.pipeline.deadletter import dead_letter, now_iso
+from screener.pipeline.decode import DecodedMessage, RawMessage, Rejection, decode_many
+from screener.pipeline.encode import encode
+from screener.pipeline.screening import Screener
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ class BatchOutcome:
     rule_hits: Counter = field(default_factory=Counter)
     kernel_seconds: float = 0.0
 
-    def merge(self, other: "BatchOutcome") -> None:
+    def merge(self, other: BatchOutcome) -> None:
         """Add another outcome's counts into this one."""
         self.parcels += other.parcels
         for k, v in other.lanes.items():
