@@ -13,7 +13,8 @@ class Problem:
     rule_id: str | None = None       # None for pack-level problems
     line: int | None = None          # 1-based line inside the condition text
     col: int | None = None           # 1-based column inside the condition text
-    where: str = ""                  # extra location, e.g. "examples[2]" or "pack file line 41"
+    where: str = ""                  # extra location, e.g. "(pack line 41)" or "reference/fx.csv line 3 column 5"
+    key: str | None = None           # the rule's key at fault ("weight", "condition", "examples[2]", ...)
 
     def __str__(self) -> str:
         """Human form: `rule R1 condition 1:14: message`."""

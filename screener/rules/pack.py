@@ -8,19 +8,23 @@ import json
 import math
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from screener.rules import ir
 from screener.rules.errors import PackError, Problem
 from screener.rules.parser import parse_condition
-from screener.rules.tables import TableError, Tables, parse_time
+from screener.rules.tables import TableError, Tables, parse_time, text_position
 
 LANES = {"green": 0, "yellow": 1, "red": 2}
 RULE_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
 RESERVED_IDS = {"random"}
 # `id = "X"` in any TOML string form, to point problems at the rule's line in the pack file.
 _ID_LINE = re.compile(r"""\s*id\s*=\s*(?:'{3}|"{3}|"|')(.*?)(?:'{3}|"{3}|"|')\s*(?:#.*)?$""")
+_KEY_LINE = re.compile(r"""\s*([A-Za-z0-9_-]+)\s*=""")
+# TOML decode errors end with "(at line L, column C)" (Python 3.11-3.13 give no attributes for it).
+_TOML_AT = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
+MAX_EXAMPLE_DEPTH = 16
 
 TOP_KEYS = {"pack", "lanes", "random", "rules"}
 PACK_KEYS = {"id", "version", "description", "reference"}
@@ -80,84 +84,162 @@ class Pack:
         return [r for r in self.rules if r.enabled]
 
 
+class _RuleLines:
+    """Where each rule's keys sit in the pack file, so a problem cites the offending line."""
+
+    def __init__(self, first: int) -> None:
+        self.first = first                      # the [[rules]] header line
+        self.keys: dict[str, int] = {}          # key -> line of `key = ...`
+        self.examples: list[int] = []           # [[rules.examples]] header lines
+        self.condition_starts_below = False     # `condition = """` with the text on the next line
+
+
+def _locate_rules(text: str) -> dict[str, _RuleLines]:
+    """Rule id -> the lines of its keys (first rule with that id), from the pack text."""
+    found: dict[str, _RuleLines] = {}
+    current: _RuleLines | None = None
+    in_rule_table = False
+    open_string = ""   # the delimiter of a multi-line string we are inside, if any
+    for n, line in enumerate(text.splitlines(), start=1):
+        if open_string:
+            if line.count(open_string) % 2 == 1:
+                open_string = ""
+            continue
+        for delimiter in ('"""', "'''"):
+            if line.count(delimiter) % 2 == 1:
+                open_string = delimiter
+        stripped = line.strip()
+        if stripped == "[[rules]]":
+            current, in_rule_table = _RuleLines(n), True
+            continue
+        if stripped == "[[rules.examples]]" and current is not None:
+            current.examples.append(n)
+            in_rule_table = False
+            continue
+        if stripped.startswith("["):
+            in_rule_table = False
+            if not stripped.startswith("[rules."):
+                current = None
+            continue
+        m = _KEY_LINE.match(line)
+        if not (m and current is not None and in_rule_table):
+            continue
+        key = m.group(1)
+        current.keys.setdefault(key, n)
+        if key == "condition":
+            current.condition_starts_below = line.split("=", 1)[1].split("#")[0].strip() in ('"""', "'''")
+        if key == "id":
+            idm = _ID_LINE.match(line)
+            if idm and idm.group(1) not in found:
+                found[idm.group(1)] = current
+    return found
+
+
 class _Checker:
     """Collects problems while reading the TOML document."""
 
     def __init__(self, path: str, text: str) -> None:
         self.path = path
         self.problems: list[Problem] = []
-        self.rule_lines = {}
-        current = None
-        for n, line in enumerate(text.splitlines(), start=1):
-            if line.strip() == "[[rules]]":
-                current = n
-            m = _ID_LINE.match(line)
-            if m and current is not None and m.group(1) not in self.rule_lines:
-                self.rule_lines[m.group(1)] = n
+        self.rules = _locate_rules(text)
 
-    def add(self, message: str, rule_id: str | None = None, **kw) -> None:
-        """Record one problem."""
-        self.problems.append(Problem(message, rule_id, **kw))
+    def add(self, message: str, rule_id: str | None = None, key: str | None = None) -> None:
+        """Record one problem (`key`: the rule key it is about, to cite its line)."""
+        self.problems.append(Problem(message, rule_id, key=key))
 
-    def unknown_keys(self, table: dict, allowed: set[str], where: str, rule_id: str | None = None) -> None:
-        """Report keys not in `allowed`, with a suggestion."""
+    def pack_line(self, p: Problem) -> int | None:
+        """The pack file line a rule's problem is about: the key's line, the condition's own line."""
+        where = self.rules.get(p.rule_id or "")
+        if where is None:
+            return None
+        if p.key and p.key.startswith("examples["):
+            k = int(p.key[len("examples["):-1])
+            if k < len(where.examples):
+                return where.examples[k]
+            return where.keys.get("examples", where.first)
+        line = where.keys.get(p.key or "id", where.keys.get("id", where.first))
+        if p.key == "condition" and p.line is not None:
+            line += p.line - 1 + (1 if where.condition_starts_below else 0)
+        return line
+
+    def unknown_keys(self, table: dict, allowed: set[str], where: str, rule_id: str | None = None,
+                     at: str | None = None) -> None:
+        """Report keys not in `allowed`, with a suggestion (`at`: the rule key they sit under, if not the rule)."""
         import difflib
 
         for key in table:
             if key not in allowed:
                 hint = difflib.get_close_matches(key, sorted(allowed), n=1)
                 tail = f" (did you mean {hint[0]!r}?)" if hint else f" (allowed: {', '.join(sorted(allowed))})"
-                self.add(f"unknown key {key!r} in {where}{tail}", rule_id)
+                self.add(f"unknown key {key!r} in {where}{tail}", rule_id, at or key)
 
     def number(self, value, what: str, lo: float, hi: float, rule_id: str | None = None,
-               default: float | None = None) -> float:
+               default: float | None = None, key: str | None = None) -> float:
         """A number within [lo, hi], or the default after reporting a problem."""
         if value is None and default is not None:
             return default
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            self.add(f"{what} must be a number, got {value!r}", rule_id)
+            self.add(f"{what} must be a number, got {value!r}", rule_id, key)
             return default if default is not None else lo
         if not lo <= value <= hi:
-            self.add(f"{what} must be between {lo} and {hi}, got {value}", rule_id)
+            self.add(f"{what} must be between {lo} and {hi}, got {value}", rule_id, key)
         return float(value)
 
-    def text(self, value, what: str, rule_id: str | None = None, required: bool = True) -> str:
+    def text(self, value, what: str, rule_id: str | None = None, required: bool = True, key: str | None = None) -> str:
         """A string value, reporting a problem when missing or of another type."""
         if value is None:
             if required:
-                self.add(f"{what} is required", rule_id)
+                self.add(f"{what} is required", rule_id, key)
             return ""
         if not isinstance(value, str):
-            self.add(f"{what} must be a string, got {type(value).__name__}", rule_id)
+            self.add(f"{what} must be a string, got {type(value).__name__}", rule_id, key)
             return ""
         return value
 
 
 def _read_example(chk: _Checker, rule_id: str, k: int, raw) -> Example | None:
     where = f"examples[{k}]"
+
+    def bad(message: str) -> None:
+        chk.add(message, rule_id, where)
+
     if not isinstance(raw, dict):
-        chk.add(f"{where} must be a table", rule_id)
-        return None
-    chk.unknown_keys(raw, EXAMPLE_KEYS, where, rule_id)
+        return bad(f"{where} must be a table")
+    chk.unknown_keys(raw, EXAMPLE_KEYS, where, rule_id, at=where)
     parcel = raw.get("parcel", {})
     if isinstance(parcel, str):
         try:
             parcel = json.loads(parcel)
         except json.JSONDecodeError as exc:
-            chk.add(f"{where}.parcel is not valid JSON: {exc}", rule_id)
-            return None
+            return bad(f"{where}.parcel is not valid JSON: {exc}")
+        except RecursionError:
+            return bad(f"{where}.parcel is nested deeper than {MAX_EXAMPLE_DEPTH} levels")
     if not isinstance(parcel, dict):
-        chk.add(f"{where}.parcel must be a table or a JSON object", rule_id)
-        return None
+        return bad(f"{where}.parcel must be a table or a JSON object")
+    if _depth(parcel) > MAX_EXAMPLE_DEPTH:
+        return bad(f"{where}.parcel is nested deeper than {MAX_EXAMPLE_DEPTH} levels")
+    items = parcel.get("items")
+    if items is not None and not (isinstance(items, list) and all(isinstance(it, dict) for it in items)):
+        return bad(f"{where}.parcel items must be an array of tables ({{ hs_code = ... }} per item)")
     hit = raw.get("hit")
     if not isinstance(hit, bool):
-        chk.add(f"{where}.hit must be true or false", rule_id)
-        return None
+        return bad(f"{where}.hit must be true or false")
     lane = raw.get("lane")
     if lane is not None and lane not in LANES:
-        chk.add(f"{where}.lane must be one of {', '.join(LANES)}, got {lane!r}", rule_id)
-        return None
+        return bad(f"{where}.lane must be one of {', '.join(LANES)}, got {lane!r}")
     return Example(_jsonable(parcel), hit, lane, str(raw.get("note", "")))
+
+
+def _depth(value, limit: int = MAX_EXAMPLE_DEPTH + 1) -> int:
+    """Nesting depth of dicts and lists, counted without recursion and no further than `limit`."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, (dict, list)):
+            deepest = max(deepest, d)
+            if d < limit:
+                stack.extend((x, d + 1) for x in (v.values() if isinstance(v, dict) else v))
+    return deepest
 
 
 def _jsonable(value):
@@ -180,22 +262,22 @@ def _read_rule(chk: _Checker, k: int, raw, tables: Tables, shared: dict) -> Rule
         chk.add(f"rules[{k}] id must match {RULE_ID.pattern}, got {rid!r}")
         rid = f"rules[{k}]"
     elif rid in RESERVED_IDS:
-        chk.add(f"rule id {rid!r} is reserved", rid)
+        chk.add(f"rule id {rid!r} is reserved", rid, "id")
     chk.unknown_keys(raw, RULE_KEYS, "a rule", rid)
-    description = chk.text(raw.get("description", ""), "description", rid)
+    description = chk.text(raw.get("description", ""), "description", rid, key="description")
     if "weight" in raw:
-        weight = chk.number(raw["weight"], "weight", 0.0, 1.0, rid, default=0.0)
+        weight = chk.number(raw["weight"], "weight", 0.0, 1.0, rid, default=0.0, key="weight")
     else:
         chk.add("weight is required", rid)
         weight = 0.0
-    condition = chk.text(raw.get("condition"), "condition", rid)
+    condition = chk.text(raw.get("condition"), "condition", rid, key="condition")
     floor_name = raw.get("lane_floor", "green")
     if floor_name not in LANES:
-        chk.add(f"lane_floor must be one of {', '.join(LANES)}, got {floor_name!r}", rid)
+        chk.add(f"lane_floor must be one of {', '.join(LANES)}, got {floor_name!r}", rid, "lane_floor")
         floor_name = "green"
     enabled = raw.get("enabled", True)
     if not isinstance(enabled, bool):
-        chk.add(f"enabled must be true or false, got {enabled!r}", rid)
+        chk.add(f"enabled must be true or false, got {enabled!r}", rid, "enabled")
         enabled = True
     bounds = []
     for key, end in (("valid_from", False), ("valid_until", True)):
@@ -205,15 +287,19 @@ def _read_rule(chk: _Checker, k: int, raw, tables: Tables, shared: dict) -> Rule
                 raise TableError(f"not a date or datetime: {value!r}")
             bounds.append(parse_time(value, end=end))
         except TableError as exc:
-            chk.add(f"{key}: {exc}", rid)
+            chk.add(f"{key}: {exc}", rid, key)
             bounds.append(ir.TIME_MIN if not end else ir.TIME_MAX)
     if bounds[0] >= bounds[1]:
-        chk.add("valid_from is after valid_until: the rule can never fire", rid)
-    node = parse_condition(rid, condition, tables, chk.problems, shared) if condition else None
+        chk.add("valid_from is after valid_until: the rule can never fire", rid, "valid_from")
+    node = None
+    if condition:
+        before = len(chk.problems)
+        node = parse_condition(rid, condition, tables, chk.problems, shared)
+        chk.problems[before:] = [replace(p, key="condition") if p.rule_id == rid else p for p in chk.problems[before:]]
     examples_raw = raw.get("examples", [])
     examples = []
     if not isinstance(examples_raw, list):
-        chk.add("examples must be an array of tables ([[rules.examples]])", rid)
+        chk.add("examples must be an array of tables ([[rules.examples]])", rid, "examples")
     else:
         for j, ex in enumerate(examples_raw):
             e = _read_example(chk, rid, j, ex)
@@ -223,6 +309,19 @@ def _read_rule(chk: _Checker, k: int, raw, tables: Tables, shared: dict) -> Rule
                 examples)
 
 
+def _decode_toml(path: Path, data: bytes) -> tuple[str, Problem | None]:
+    """The pack file's text, or the problem that stops it being read (BOM, a byte that is not UTF-8)."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        return "", Problem("the file starts with a UTF-8 byte-order mark (BOM); save it as UTF-8 without BOM",
+                           where=f"{path} line 1 column 1")
+    try:
+        return data.decode("utf-8"), None
+    except UnicodeDecodeError as exc:
+        line, col = text_position(data, exc.start)
+        return "", Problem(f"byte 0x{data[exc.start]:02x} is not UTF-8; save the pack as UTF-8",
+                           where=f"{path} line {line} column {col}")
+
+
 def read_pack(path: str | Path) -> tuple[Pack | None, list[Problem]]:
     """Load and check a pack; returns (pack, []) or (None, every problem found)."""
     path = Path(path)
@@ -230,11 +329,18 @@ def read_pack(path: str | Path) -> tuple[Pack | None, list[Problem]]:
         raw_bytes = path.read_bytes()
     except OSError as exc:
         return None, [Problem(f"cannot read pack file: {exc.strerror or exc}")]
+    text, problem = _decode_toml(path, raw_bytes)
+    if problem is not None:
+        return None, [problem]
     try:
-        text = raw_bytes.decode("utf-8")
         doc = tomllib.loads(text)
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        return None, [Problem(f"not a valid TOML file: {exc}")]
+    except tomllib.TOMLDecodeError as exc:
+        message = str(exc)
+        at = _TOML_AT.search(message)
+        line, col = (int(at.group(1)), int(at.group(2))) if at else (text.count("\n") + 1, 1)
+        return None, [Problem(f"not valid TOML: {_TOML_AT.sub('', message)}", where=f"{path} line {line} column {col}")]
+    except RecursionError:
+        return None, [Problem("not valid TOML: arrays or tables nested too deeply", where=str(path))]
     chk = _Checker(str(path), text)
     chk.unknown_keys(doc, TOP_KEYS, "the pack file")
     meta = doc.get("pack") if isinstance(doc.get("pack"), dict) else {}
@@ -297,11 +403,12 @@ def read_pack(path: str | Path) -> tuple[Pack | None, list[Problem]]:
     digest = hashlib.sha256(raw_bytes)
     for name in sorted(tables.digests):
         digest.update(f"\0{name}\0{tables.digests[name]}".encode())
+    chk.problems += tables.problems
     if chk.problems:
-        lines = chk.rule_lines
-        problems = [Problem(p.message, p.rule_id, p.line, p.col,
-                            p.where or (f"(pack line {lines[p.rule_id]})" if p.rule_id in lines else ""))
-                    for p in chk.problems]
+        problems = []
+        for p in chk.problems:
+            line = None if p.where else chk.pack_line(p)
+            problems.append(replace(p, where=f"(pack line {line})") if line is not None else p)
         return None, problems
     pack = Pack(str(path), pack_id, version, description, yellow, red, rate, seed, LANES[random_lane], rules,
                 digest.hexdigest()[:16], reference_dir)

@@ -25,7 +25,7 @@ from screener.rules.language import (
     PARCEL_STRINGS,
     all_names,
 )
-from screener.rules.tables import TableError, Tables
+from screener.rules.tables import TableError, TableFileError, Tables
 
 MAX_CONDITION_CHARS = 20_000
 MAX_DEPTH = 64
@@ -91,6 +91,13 @@ class ConditionParser:
         self.problems.append(Problem(message, self.rule_id, line, col))
         self.failed = True
         return _Fail()
+
+    def table_failure(self, node: ast.AST, exc: TableError) -> _Fail:
+        """Fail on a table problem; a defect inside a table file is reported once by Tables, not per rule."""
+        if isinstance(exc, TableFileError):
+            self.failed = True
+            return _Fail()
+        return self.error(node, str(exc))
 
     def _label(self, node: ast.AST) -> str:
         seg = ast.get_source_segment(self.text, node) or ""
@@ -256,10 +263,11 @@ class ConditionParser:
         if name == "fx_usd":
             try:
                 self.tables.require("fx", "currency", "usd_per_unit")
-                mapping = []
-                for row in self.tables.rows("fx"):
-                    mapping.append((row["currency"], float(row["usd_per_unit"])))
-            except (TableError, ValueError) as exc:
+                mapping = [(row["currency"], self.tables.number("fx", k, "usd_per_unit"))
+                           for k, row in enumerate(self.tables.rows("fx"))]
+            except TableFileError as exc:
+                raise self.table_failure(node, exc) from exc
+            except TableError as exc:
                 raise self.error(node, f"derived field {name} needs reference table fx.csv: {exc}") from exc
             expr = ir.StrNum(ir.StrFn("lookup", tuple(mapping), source="fx.csv"),
                              ir.StrField("currency", "currency", "currency", "parcel", label="currency"))
@@ -375,7 +383,7 @@ class ConditionParser:
             try:
                 entries = self.tables.entries(name, columns[0], filters)
             except TableError as exc:
-                raise self.error(node, str(exc)) from exc
+                raise self.table_failure(node, exc) from exc
             if not entries:
                 raise self.error(node, f"table {name!r} column {columns[0]!r} gives no entries")
             return entries, label
@@ -415,7 +423,7 @@ class ConditionParser:
             rows = tuple((r[columns[0]], r[columns[1]]) for r in self.tables.rows(name)
                          if all(r.get(k, "") == v for k, v in filters.items()) and r[columns[0]] and r[columns[1]])
         except TableError as exc:
-            raise self.error(node, str(exc)) from exc
+            raise self.table_failure(node, exc) from exc
         if not rows:
             raise self.error(node, f"pair table {name!r} gives no rows")
         return ir.PairTable(rows, source=self._label(node))
@@ -487,7 +495,7 @@ class ConditionParser:
             try:
                 entries = self.tables.entries("watchlist", "value", {"field": field.name})
             except TableError as exc:
-                raise self.error(node, str(exc)) from exc
+                raise self.table_failure(node, exc) from exc
             if not entries:
                 raise self.error(node, f"watchlist.csv has no entries for field {field.name!r}")
             return ir.StrTest(ir.StrPred("in", entries, source=f"watchlist[{field.name}]"), field)
@@ -504,15 +512,13 @@ class ConditionParser:
             return self.shared[key]
         try:
             self.tables.require("value_bands", "hs_prefix", "origin_country", "min_usd_per_kg", "max_usd_per_kg")
-            rows = []
-            for n, r in enumerate(self.tables.rows("value_bands"), start=2):
-                try:
-                    rows.append((r["hs_prefix"], r["origin_country"] or "*", float(r["min_usd_per_kg"] or "nan"),
-                                 float(r["max_usd_per_kg"] or "nan")))
-                except ValueError:
-                    raise TableError(f"value_bands.csv line {n}: min/max must be numbers") from None
+            nan = float("nan")
+            rows = [(r["hs_prefix"], r["origin_country"] or "*",
+                     self.tables.number("value_bands", k, "min_usd_per_kg", empty=nan),
+                     self.tables.number("value_bands", k, "max_usd_per_kg", empty=nan))
+                    for k, r in enumerate(self.tables.rows("value_bands"))]
         except TableError as exc:
-            raise self.error(node, str(exc)) from exc
+            raise self.table_failure(node, exc) from exc
         table = ir.BandTable(tuple(rows))
         self.shared[key] = table
         return table

@@ -45,7 +45,7 @@ def test_hostile_pack_is_refused_with_every_problem(tmp_path):
     pack, problems = read_pack(path)
     assert pack is None
     text = messages(problems)
-    assert has_line(problems, "rule A condition 1:1 (pack line 16)", "dunder name '__import__'")
+    assert has_line(problems, "rule A condition 1:1 (pack line 18)", "dunder name '__import__'")
     assert has_line(problems, "rule A", "duplicate rule id")
     assert has_line(problems, "rule A", "weight must be between 0.0 and 1.0, got 1.5")
     assert has_line(problems, "rule A", "unknown key 'colour' in a rule")
@@ -73,7 +73,7 @@ def test_bad_toml_and_missing_sections(tmp_path):
     p = tmp_path / "bad.toml"
     p.write_text("[pack\nid=1")
     _, problems = read_pack(p)
-    assert "not a valid TOML file" in problems[0].message
+    assert "not valid TOML" in problems[0].message and problems[0].where == f"{p} line 1 column 6"
     p.write_text('[[rules]]\nid = "A"\nweight = 0.5\ncondition = "True"\n')
     _, problems = read_pack(p)
     text = messages(problems)
