@@ -16,6 +16,7 @@ import numpy as np
 
 from screener.kernels.hashing import seeded_uniform_reference
 from screener.pipeline.batch import ParcelBatch, ScreenResult
+from screener.pipeline.normalise import normalise
 from screener.rules import ir
 from screener.rules.lookups import band_value
 from screener.rules.pack import Pack, Rule
@@ -28,20 +29,22 @@ def _tokens(s: str) -> list[str]:
 
 
 def naive_matches(pred: ir.StrPred, s: str) -> list[ir.Entry]:
-    """Entries of a predicate matched by a string, by direct definition (no indexes)."""
+    """Entries of a predicate matched by a string, by direct definition (no indexes), both in lookup form."""
+    s = normalise(s)
+    terms = [(e, normalise(e.term)) for e in pred.entries]
     if pred.kind == "in":
-        return [e for e in pred.entries if e.term == s]
+        return [e for e, t in terms if t == s]
     if pred.kind == "prefix":
-        return [e for e in pred.entries if s[:len(e.term)] == e.term]
+        return [e for e, t in terms if s[:len(t)] == t]
     if pred.kind == "keyword":
         words = _tokens(s)
         found = []
-        for e in pred.entries:
-            term = _tokens(e.term)
+        for e, t in terms:
+            term = _tokens(t)
             if term and any(words[k:k + len(term)] == term for k in range(len(words) - len(term) + 1)):
                 found.append(e)
         return found
-    allowed = {w for e in pred.entries for w in _tokens(e.term)}
+    allowed = {w for _, t in terms for w in _tokens(t)}
     words = _tokens(s)
     return list(pred.entries) if words and all(w in allowed for w in words) else []
 

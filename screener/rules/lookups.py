@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from screener.pipeline.batch import Vocabularies
+from screener.pipeline.normalise import normalise
 from screener.rules.ir import BandTable, PairTable, StrFn, StrPred
 from screener.rules.predicates import matcher, string_number
 
@@ -215,13 +216,15 @@ class _VocabState:
             return 0
         new = strings[self.seen:n]
         plan = self.plan
-        spans = [[matcher(p).intervals(s) for s in new] for p in plan.timed]
+        # Predicates compare lookup forms: normalise each new string once, whatever the number of predicates.
+        looked_up = [normalise(s) for s in new] if plan.bools or plan.timed else []
+        spans = [[matcher(p).intervals_normalised(s) for s in looked_up] for p in plan.timed]
         k = max([1] + [len(iv) for col in spans for iv in col])
         self._grow(n, k)
         lo = self.seen
         for c, pred in enumerate(plan.bools):
             m = matcher(pred)
-            self.B[lo:n, c] = [1 if m.matches(s) else 0 for s in new]
+            self.B[lo:n, c] = [1 if m.matches_normalised(s) else 0 for s in looked_up]
         for c, col in enumerate(spans):
             for r, iv in enumerate(col):
                 for slot, (a, b) in enumerate(iv):
