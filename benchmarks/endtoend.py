@@ -1,4 +1,4 @@
-"""The screener end to end: a `screener worker` drains a published backlog, publish to decisions on the broker."""
+"""The screener's topics, and a profile of `screener worker` draining a published backlog."""
 
 from __future__ import annotations
 
@@ -14,14 +14,6 @@ OUTPUTS = ("decisions", "flagged", "dead-letter")
 def topics(prefix: str) -> list[str]:
     """Input and output topics of a worker with this prefix (the harness creates them up front)."""
     return [prefix + "manifests"] + [prefix + name for name in OUTPUTS]
-
-
-async def run(bootstrap: str, broker_url: str, workdir: Path, prefix: str, partitions: int, parcels: int,
-              timeout: float, broker_pid: int | None = None) -> dict:
-    """One worker screens the `parcels` waiting on `<prefix>manifests`; figures from first to last decision."""
-    proc = screener_worker("screener-" + prefix.strip("-"), broker_url, prefix, partitions, workdir)
-    extra = {"broker": broker_pid} if broker_pid else None
-    return await drain([proc], bootstrap, prefix + "decisions", partitions, parcels, timeout, extra_pids=extra)
 
 
 async def profile(bootstrap: str, broker_url: str, workdir: Path, prefix: str, partitions: int, parcels: int,

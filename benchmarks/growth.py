@@ -32,13 +32,6 @@ def _rss() -> int:
     return 0
 
 
-def _fresh_consignees(msg: bytes, tag: bytes) -> bytes:
-    """The manifest with every consignee renamed: new id, name, phone and address strings."""
-    for old in (b'"C-', b'"name-', b'"addr-', b'"+86-'):
-        msg = msg.replace(old, old + tag)
-    return msg
-
-
 def entities(distinct: list[int], batches: int, manifests_per_batch: int = 8) -> dict:
     """Throughput on batches of all-new consignees with 0..N consignees already known, and memory per consignee."""
     import gc
@@ -48,7 +41,7 @@ def entities(distinct: list[int], batches: int, manifests_per_batch: int = 8) ->
     from screener.pipeline.screening import load_screener
 
     from .procs import REPO
-    from .workload import make_pool
+    from .workload import make_pool, rename_consignees
 
     pool = make_pool(500, 500 * manifests_per_batch * 2, seed=81)
     processor = BatchProcessor(load_screener(str(REPO / "rules" / "default.toml")))
@@ -60,7 +53,7 @@ def entities(distinct: list[int], batches: int, manifests_per_batch: int = 8) ->
         for _ in range(manifests_per_batch):
             copy[0] += 1
             m = pool.copy(copy[0], tag=b"g")
-            msgs.append(RawMessage(_fresh_consignees(m, b"F%dx" % copy[0]) if fresh else m))
+            msgs.append(RawMessage(rename_consignees(m, b"F%dx" % copy[0]) if fresh else m))
         return msgs
 
     processor.process(batch(False))  # compile / load kernels outside the timings

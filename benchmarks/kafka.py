@@ -120,6 +120,8 @@ class Watched:
 
     parcels: int = 0
     messages: int = 0
+    bytes: int = 0
+    without_reasons: int = 0  # decisions with an empty reasons list (no rule hit, no random pick)
     ts_ms: list = field(default_factory=list)
     counts: list = field(default_factory=list)
     seen_s: list = field(default_factory=list)
@@ -170,6 +172,8 @@ async def watch(bootstrap: str, topic: str, partitions: int, expected_parcels: i
                     n = count(m.value)
                     out.parcels += n
                     out.messages += 1
+                    out.bytes += len(m.value)
+                    out.without_reasons += m.value.count(b'"reasons":[]')
                     out.ts_ms.append(m.timestamp)
                     out.counts.append(n)
                     out.seen_s.append(now_wall)

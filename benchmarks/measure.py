@@ -10,19 +10,25 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from .kafka import Watched, watch
 from .procs import MACHINE, Proc, Sampler, start_profile, top_functions
+from .workload import count_parcels
 
 
 async def drain(procs: list[Proc], bootstrap: str, out_topic: str, partitions: int, expected_parcels: int,
                 timeout: float, profile: Path | None = None, profile_s: float = 10.0,
-                extra_pids: dict[str, int] | None = None, since_ms: int = 0) -> dict:
-    """Start `procs`, wait until `expected_parcels` decisions are on `out_topic`, stop them; figures as a dict."""
+                extra_pids: dict[str, int] | None = None, since_ms: int = 0,
+                count: Callable[[bytes], int] = count_parcels) -> dict:
+    """Start `procs`, wait until `expected_parcels` decisions are on `out_topic`, stop them; figures as a dict.
+
+    `count` tells how many parcels an output record stands for (default: its `parcel_id` keys).
+    """
     ready, progress = asyncio.Event(), Watched()
     watcher = asyncio.create_task(watch(bootstrap, out_topic, partitions, expected_parcels, timeout, ready=ready,
-                                        since_ms=since_ms, out=progress))
+                                        since_ms=since_ms, out=progress, count=count))
     await ready.wait()
     t_start = time.time()
     for p in procs:
@@ -48,7 +54,9 @@ async def drain(procs: list[Proc], bootstrap: str, out_topic: str, partitions: i
         if spy is not None:
             await spy
     result = {"parcels": seen.parcels, "messages": seen.messages, "parcels_per_s": round(seen.rate(), 1),
-              "span_s": round(seen.span_s(), 3), "timed_out": seen.timed_out}
+              "span_s": round(seen.span_s(), 3), "timed_out": seen.timed_out,
+              "output_bytes_per_message": round(seen.bytes / seen.messages) if seen.messages else None,
+              "with_reasons_share": round(1 - seen.without_reasons / seen.parcels, 4) if seen.parcels else None}
     if seen.ts_ms:
         first, last = min(seen.ts_ms) / 1000.0, max(seen.ts_ms) / 1000.0
         result["startup_s"] = round(first - t_start, 2)

@@ -40,6 +40,21 @@ def machine_cpu_seconds() -> float:
     return (sum(ticks[:8]) - ticks[3] - ticks[4]) / CLOCK_TICKS
 
 
+def descendants(pid: int) -> list[int]:
+    """Child processes of `pid`, their children and so on (a worker started with `--processes N` forks N)."""
+    out, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            with open(f"/proc/{parent}/task/{parent}/children") as f:
+                kids = [int(x) for x in f.read().split()]
+        except (FileNotFoundError, ProcessLookupError, ValueError):
+            kids = []
+        out.extend(kids)
+        todo.extend(kids)
+    return out
+
+
 def memory(pid: int) -> dict[str, int]:
     """Resident set size now and its peak (VmRSS, VmHWM), in bytes."""
     out = {"rss": 0, "peak_rss": 0}
@@ -89,7 +104,9 @@ class Sampler:
             if pid == MACHINE:
                 self.samples[name].append((now, machine_cpu_seconds(), 0))
             else:
-                self.samples[name].append((now, cpu_seconds(pid), memory(pid)["rss"]))
+                # A process and its children: CPU summed, RSS of the largest (the per-worker figure).
+                tree = [pid, *descendants(pid)]
+                self.samples[name].append((now, sum(cpu_seconds(q) for q in tree), max(memory(q)["rss"] for q in tree)))
 
     def stop(self) -> None:
         """Stop sampling (one last sample first)."""
@@ -141,10 +158,10 @@ class Proc:
         return self.proc is not None and self.proc.poll() is None
 
     def stop(self, grace: float = 5.0) -> None:
-        """Read its peak memory, then SIGTERM, and SIGKILL after `grace` seconds."""
+        """Read its peak memory (largest of it and its children), then SIGTERM, and SIGKILL after `grace` seconds."""
         if not self.alive():
             return
-        self.final_memory = memory(self.pid)
+        self.final_memory = max((memory(q) for q in [self.pid, *descendants(self.pid)]), key=lambda m: m["peak_rss"])
         self.proc.send_signal(signal.SIGTERM)
         try:
             self.proc.wait(timeout=grace)
@@ -161,15 +178,32 @@ class Proc:
 
 
 def screener_worker(name: str, broker_url: str, prefix: str, partitions: int, workdir: Path,
-                    app_id: str | None = None, extra_env: dict | None = None) -> Proc:
+                    app_id: str | None = None, extra_env: dict | None = None, pack: Path | None = None) -> Proc:
     """A `screener worker` process on the topics of `prefix`, in its own consumer group unless given one."""
     app_id = app_id or f"{prefix}{name}-{int(time.time() * 1000)}"
     env = dict(os.environ, SCREENER_BROKER=broker_url, SCREENER_TOPIC_PREFIX=prefix,
                SCREENER_APP_ID=app_id, SCREENER_PARTITIONS=str(partitions),
                SCREENER_DATA_DIR=str(workdir / f"{name}-data"), SCREENER_LOG_LEVEL="WARNING",
-               SCREENER_METRICS_PORT="0", SCREENER_PACK=str(REPO / "rules" / "default.toml"),
-               **(extra_env or {}))
+               SCREENER_METRICS_PORT="0", SCREENER_PACK=str(pack or REPO / "rules" / "default.toml"),
+               SCREENER_PROCESSES="1", **(extra_env or {}))
     return Proc(name, [sys.executable, "-m", "screener.cli", "worker"], env, workdir / f"{name}.log")
+
+
+def worker_has_processes_switch() -> bool:
+    """True when `screener worker` takes `--processes N` (issue 9); read from its --help, not assumed."""
+    done = subprocess.run([sys.executable, "-m", "screener.cli", "worker", "--help"], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    return "--processes" in done.stdout
+
+
+def screener_group(n: int, name: str, broker_url: str, prefix: str, partitions: int, workdir: Path) -> list[Proc]:
+    """N screener workers in one consumer group: `screener worker --processes N` where the worker has the switch,
+    else N `screener worker` processes sharing one app id (the one place that choice is made)."""
+    app_id = f"{prefix}{name}-{int(time.time() * 1000)}"
+    if worker_has_processes_switch():
+        return [screener_worker(name, broker_url, prefix, partitions, workdir, app_id=app_id,
+                                extra_env={"SCREENER_PROCESSES": str(n)})]
+    return [screener_worker(f"{name}-{k}", broker_url, prefix, partitions, workdir, app_id=app_id) for k in range(n)]
 
 
 def pyspy_available() -> str | None:

@@ -2,7 +2,10 @@
 
 The generator makes ~21k parcels/s, too slow to feed millions of parcels, so each measurement
 generates a small pool once and re-publishes it with the parcel and manifest id prefixes
-rewritten per copy (a byte-level replace), so every parcel on the wire is distinct.
+rewritten per copy (a byte-level replace), so every parcel on the wire is distinct. With
+`fresh_consignees`, every copy also renames its consignees (id, name, phone, address), so the
+number of distinct consignees grows with the traffic as on a real day instead of recycling the
+pool's few thousand.
 """
 
 from __future__ import annotations
@@ -31,18 +34,19 @@ class Pool:
         """Parcels in one pass over the pool."""
         return len(self.messages) * self.parcels_per_message
 
-    def copy(self, i: int, tag: bytes = b"") -> bytes:
+    def copy(self, i: int, tag: bytes = b"", fresh_consignees: bool = False) -> bytes:
         """Message i of the endless stream: pool entry i % len, ids made unique by the copy number."""
         r = i // len(self.messages)
         msg = self.messages[i % len(self.messages)]
         pid, mid = b'"P%03d-' % self.seed, b'"M%03d-' % self.seed
         suffix = b"%sr%d-" % (tag, r)
-        return msg.replace(pid, pid[:-1] + suffix).replace(mid, mid[:-1] + suffix)
+        msg = msg.replace(pid, pid[:-1] + suffix).replace(mid, mid[:-1] + suffix)
+        return rename_consignees(msg, suffix) if fresh_consignees and r else msg
 
-    def stream(self, count: int, tag: bytes = b"", start: int = 0) -> Iterator[bytes]:
-        """`count` distinct messages."""
+    def stream(self, count: int, tag: bytes = b"", start: int = 0, fresh_consignees: bool = False) -> Iterator[bytes]:
+        """`count` distinct messages (and, with `fresh_consignees`, new consignees in every copy of the pool)."""
         for i in range(start, start + count):
-            yield self.copy(i, tag)
+            yield self.copy(i, tag, fresh_consignees)
 
     def messages_for(self, parcels: int) -> int:
         """Messages needed to carry at least `parcels` parcels."""
@@ -63,6 +67,13 @@ def make_pool(parcels_per_message: int, pool_parcels: int, seed: int) -> Pool:
     gen = ManifestGenerator(GeneratorConfig(manifests=max(1, pool_parcels // parcels_per_message),
                                             parcels_per_manifest=parcels_per_message, seed=seed))
     return Pool([orjson.dumps(m) for m in gen.manifests()], parcels_per_message, seed)
+
+
+def rename_consignees(msg: bytes, tag: bytes) -> bytes:
+    """The message with every consignee renamed: new id, name, phone and address strings."""
+    for old in (b'"C-', b'"name-', b'"addr-', b'"+86-'):
+        msg = msg.replace(old, old + tag)
+    return msg
 
 
 def manifest_id(message: bytes) -> bytes | None:

@@ -8,9 +8,16 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-HEADLINE = ("ceiling_parcels_per_s", "baseline_parcels_per_s", "screener_parcels_per_s",
-            "screener_single_parcels_per_s", "ratio_to_ceiling", "speedup_vs_baseline",
-            "keepup_p50_ms", "keepup_p99_ms")
+# Issue 9's keys of results-quick.json, and the figures they come from.
+HEADLINE = ("ceiling_parcels_per_s", "baseline_manifests_parcels_per_s", "quix_manifests_parcels_per_s",
+            "screener_parcels_per_s", "ratio_to_ceiling", "speedup_vs_baseline_manifests", "speedup_vs_quix",
+            "hit_rate_100_ratio", "screener_single_over_bare_faust", "ceiling_librdkafka_parcels_per_s",
+            "baseline_parcels_per_s", "keepup_p99_ms")
+CONTENDERS = {"ceiling_500": "parcels_500", "ceiling_librdkafka_500": "parcels_500", "screener_500": "parcels_500",
+              "baseline_manifests": "parcels_500", "quix_manifests": "parcels_500",
+              "screener_500_hit50": "parcels_hit", "screener_500_hit100": "parcels_hit",
+              "ceiling_1": "parcels_1", "bare_faust_1": "parcels_1", "screener_1": "parcels_1",
+              "baseline": "baseline_parcels"}
 
 
 def test_bench_smoke(tmp_path):
@@ -23,11 +30,12 @@ def test_bench_smoke(tmp_path):
     for key in HEADLINE:
         assert isinstance(results.get(key), (int, float)), key
         assert results[key] > 0, key
-    for key in ("screener_1", "screener_100", "screener_500", "baseline"):
-        assert results[key]["parcels"] >= results["sizes"]["baseline_parcels" if key == "baseline" else
-                                                             {"screener_1": "parcels_1", "screener_100": "parcels_100",
-                                                              "screener_500": "parcels_500"}[key]], key
+    for key, size in CONTENDERS.items():
+        assert results[key]["parcels"] >= results["sizes"][size] - results["sizes"][size] % 100, key
+    # The hit-rate packs do what they are for: every parcel flagged at 100%, about half at 50%.
+    assert results["hit_rates"]["hit100"]["flagged"] == 1.0
+    assert 0.3 < results["hit_rates"]["hit50"]["flagged"] < 0.7
     assert results["keepup"]["decided_parcels"] > 0
-    assert results["day"]["runs"]["1"]["parcels"] == results["day"]["parcels"]
+    assert results["day"]["run"]["parcels"] == results["day"]["parcels"]
     assert results["entities"]["points"][-1]["parcels_per_s"] > 0
     assert "## Headline" in report.read_text()
