@@ -161,14 +161,16 @@ class ScreenResult:
 
 @dataclass
 class Reason:
-    """One reason a parcel got its lane: a rule that fired, its contribution and the triggering values."""
+    """One reason a parcel got its lane: a rule that fired, its contribution, the triggering values
+    (numbers stay numbers) and `text`, the same worded for inspectors (screener/rules/reasons.py)."""
 
     rule_id: str
     contribution: float
     values: dict
     description: str = ""
+    text: str = ""
 
     def as_dict(self) -> dict:
         """Wire form (see docs/wire-format.md)."""
         return {"rule_id": self.rule_id, "contribution": round(self.contribution, 6),
-                "values": self.values, "description": self.description}
+                "values": self.values, "description": self.description, "text": self.text}

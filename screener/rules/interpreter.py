@@ -212,8 +212,12 @@ class Interpreter:
         return [r.valid_from <= ctx.now < r.valid_until and bool(evaluate(r.ir, ctx)) for r in self.rules]
 
     def trace(self, batch: ParcelBatch, i: int, rule: Rule) -> tuple[bool, dict]:
-        """Whether a rule fires for parcel i, ignoring validity dates, and every node value it evaluated."""
-        ctx = _Parcel(batch, i, {})
+        """Whether a rule fires for parcel i, ignoring validity dates, and every node value it evaluated.
+
+        The trace maps id(node) to its value, ("witness", id(quantifier)) to the deciding item and
+        "now" to the parcel's event time (dated list entries are matched at that time).
+        """
+        ctx = _Parcel(batch, i, {"now": int(batch.event_time_ms[i])})
         fired = bool(evaluate(rule.ir, ctx))
         return fired, ctx.trace
 

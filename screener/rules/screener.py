@@ -9,12 +9,16 @@ from pathlib import Path
 import numpy as np
 
 from screener.kernels.hashing import seeded_uniform_reference
-from screener.pipeline.batch import ParcelBatch, Reason, ScreenResult
+from screener.pipeline.batch import LANE_NAMES, ParcelBatch, Reason, ScreenResult
+from screener.rules.columnar import Columns
 from screener.rules.compiler import KernelSource, generate, load_kernel
-from screener.rules.explain import noisy_or_contributions, rule_values
+from screener.rules.explain import ColumnView, explain_rule, noisy_or_shares
 from screener.rules.interpreter import Interpreter
 from screener.rules.lookups import LookupState
 from screener.rules.pack import Pack, load_pack
+from screener.rules.reasons import random_text, reason_text
+
+RANDOM_DESCRIPTION = "reproducible random selection (hash of parcel_id and the pack's seed)"
 
 _CACHE: dict[tuple[str, str], PackScreener] = {}
 _CACHE_LOCK = threading.Lock()
@@ -27,7 +31,7 @@ def _col(a: np.ndarray, dtype) -> np.ndarray:
 
 
 class PackScreener:
-    """Screens batches with the pack's generated kernel; explains parcels with the interpreter's trace."""
+    """Screens batches with the pack's generated kernel; explains flagged parcels from numpy columns."""
 
     def __init__(self, pack: Pack, cache_dir: str | Path | None = None, chunk_rules: int | None = None) -> None:
         self.pack = pack
@@ -43,6 +47,7 @@ class PackScreener:
         self.compile_seconds = time.perf_counter() - t0
         self.lookups = LookupState(self.source.plan)
         self.interpreter = Interpreter(pack)
+        self.weights = [r.weight for r in self.rules]
         self.q = np.array([1.0 - r.weight for r in self.rules], dtype=np.float64)
         self.floor = np.array([r.lane_floor for r in self.rules], dtype=np.int64)
         self.valid_from = np.array([r.valid_from for r in self.rules], dtype=np.int64)
@@ -92,21 +97,47 @@ class PackScreener:
 
     def explain(self, batch: ParcelBatch, result: ScreenResult, i: int) -> list[Reason]:
         """Reasons for parcel i: each fired rule with its contribution and triggering values, then `random`."""
-        fired = self.fired_rules(result, i)
-        shares = noisy_or_contributions([self.rules[r].weight for r in fired])
-        reasons = []
-        for r, share in zip(fired, shares):
+        return self.explain_many(batch, result, np.array([i]))[0]
+
+    def explain_many(self, batch: ParcelBatch, result: ScreenResult, indices: np.ndarray) -> list[list[Reason]]:
+        """Reasons for each parcel of `indices` (in that order), in rule order, then `random` for a random pick.
+
+        Each fired rule's condition is evaluated once, with numpy, over the parcels it fired for
+        (columnar.py), never by the per-parcel interpreter; then each reason is worded (reasons.py).
+        """
+        rows = np.asarray(indices, dtype=np.int64).reshape(-1)
+        out: list[list[Reason]] = [[] for _ in range(len(rows))]
+        if not len(rows):
+            return out
+        hits = result.hits[rows]
+        fired = np.stack([(hits[:, r >> 6] >> np.uint64(r & 63)) & np.uint64(1) for r in range(len(self.rules))]
+                         ).astype(np.bool_) if self.rules else np.zeros((0, len(rows)), dtype=np.bool_)
+        shares = noisy_or_shares(self.weights, fired)
+        codes = batch.strings["currency"][rows].tolist()
+        currency_names = batch.vocab["currency"].strings
+        currencies = [currency_names[c] for c in codes]
+        off = batch.item_offsets
+        n_items = (off[rows + 1] - off[rows]).tolist()
+        now = batch.event_time_ms[rows].tolist()
+        memo: dict = {}          # string results shared by all rules of this call
+        for r in np.flatnonzero(fired.any(axis=1)).tolist():
             rule = self.rules[r]
-            _, trace = self.interpreter.trace(batch, i, rule)
-            values = rule_values(rule, trace, True)
-            if rule.lane_floor:
-                values["lane_floor"] = ("green", "yellow", "red")[rule.lane_floor]
-            reasons.append(Reason(rule.id, share, values, rule.description))
-        if bool(result.random[i]):
-            draw = seeded_uniform_reference(int(batch.parcel_hash[i]), self.pack.seed)
-            reasons.append(Reason("random", 0.0, {"rate": self.pack.random_rate, "draw": round(draw, 6)},
-                                  "reproducible random selection (hash of parcel_id and the pack's seed)"))
-        return reasons
+            at = np.flatnonzero(fired[r])
+            cols = Columns(batch, rows[at], memo)
+            cols.value(rule.ir)
+            floor = LANE_NAMES[rule.lane_floor] if rule.lane_floor else None
+            share = shares[r]
+            for p, pos in enumerate(at.tolist()):
+                values, facts = explain_rule(rule, ColumnView(cols, p, now[pos]), True)
+                if floor:
+                    values["lane_floor"] = floor
+                text = reason_text(rule.description, facts, currencies[pos], n_items[pos], floor)
+                out[pos].append(Reason(rule.id, float(share[pos]), values, rule.description, text))
+        for pos in np.flatnonzero(result.random[rows]).tolist():
+            draw = seeded_uniform_reference(int(batch.parcel_hash[rows[pos]]), self.pack.seed)
+            out[pos].append(Reason("random", 0.0, {"rate": self.pack.random_rate, "draw": round(draw, 6)},
+                                   RANDOM_DESCRIPTION, random_text(self.pack.random_rate, draw)))
+        return out
 
 
 def load_pack_screener(path: str | Path, cache_dir: str | Path | None = None) -> PackScreener:
