@@ -1,0 +1,1 @@
+"""A learned model: LightGBM trained offline, flattened into node arrays, scored by a Numba kernel."""
