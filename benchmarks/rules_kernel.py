@@ -54,13 +54,25 @@ def synthetic_condition(k: int) -> str:
     ][t]
 
 
-def synthetic_pack(n_rules: int, directory: Path) -> Path:
-    """A pack file of n_rules synthetic rules over the default reference tables."""
+_NUMBER_FIELDS = ["declared_value", "freight", "paid_amount", "tax_withheld", "gross_weight_kg", "net_weight_kg"]
+
+
+def distinct_shape_condition(k: int) -> str:
+    """Rule k of a worst-case pack: shape k % 10 plus clauses whose fields spell k // 10, so no two rules share a shape."""
+    c, clauses = k // 10, []
+    for digit in range(3):    # base-6 digits of c: up to 216 * 10 distinct shapes
+        clauses.append(f"{_NUMBER_FIELDS[(c // 6 ** digit) % 6]} >= {digit}")
+    return f"({synthetic_condition(k)}) and " + " and ".join(clauses)
+
+
+def synthetic_pack(n_rules: int, directory: Path, distinct: bool = False) -> Path:
+    """A pack file of n_rules synthetic rules over the default reference tables (`distinct`: no shared shapes)."""
     lines = [f'[pack]\nid = "synthetic{n_rules}"\nversion = "1"\nreference = "{REFERENCE}"\n',
              "[lanes]\nyellow = 0.3\nred = 0.7\n", "[random]\nrate = 0.01\nseed = 1\n"]
+    condition = distinct_shape_condition if distinct else synthetic_condition
     for k in range(n_rules):
-        lines.append(f'[[rules]]\nid = "S{k:04d}"\nweight = 0.15\ncondition = "{synthetic_condition(k)}"\n')
-    path = directory / f"synthetic{n_rules}.toml"
+        lines.append(f'[[rules]]\nid = "S{k:04d}"\nweight = 0.15\ncondition = "{condition(k)}"\n')
+    path = directory / f"synthetic{n_rules}{'-distinct' if distinct else ''}.toml"
     path.write_text("\n".join(lines))
     return path
 
@@ -83,7 +95,7 @@ def slice_batch(batch, n: int):
     from screener.pipeline.batch import ParcelBatch
 
     m = int(batch.item_offsets[n])
-    return ParcelBatch(parcel_ids=batch.parcel_ids[:n], manifest_ids=batch.manifest_ids[:n],
+    return ParcelBatch(parcel_ids=batch.parcel_ids[:n],
                        message_index=batch.message_index[:n], parcel_hash=batch.parcel_hash[:n],
                        event_time_ms=batch.event_time_ms[:n], strings={k: v[:n] for k, v in batch.strings.items()},
                        numbers={k: v[:n] for k, v in batch.numbers.items()}, item_offsets=batch.item_offsets[:n + 1],
@@ -191,11 +203,27 @@ def run(quick: bool = False) -> dict:
     return out
 
 
+def compile_scaling(counts: list[int], distinct: bool = False) -> dict:
+    """Cold and cached compile of synthetic packs of each size, each in a fresh process with an empty cache."""
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for count in counts:
+            out[count] = compile_times(synthetic_pack(count, Path(tmp), distinct))
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     """Print the figures as JSON."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smaller batch, 10 and 100 rules only")
+    ap.add_argument("--compile-scaling", metavar="N,N,...",
+                    help="only cold/cached compile times of synthetic packs of these sizes (e.g. 14,100,300,1000)")
+    ap.add_argument("--distinct", action="store_true", help="with --compile-scaling: no two rules share a shape")
     args = ap.parse_args(argv)
+    if args.compile_scaling:
+        counts = [int(x) for x in args.compile_scaling.split(",")]
+        print(json.dumps(compile_scaling(counts, args.distinct), indent=2))
+        return
     print(json.dumps(run(args.quick), indent=2))
 
 

@@ -24,6 +24,15 @@ class Settings:
     batch_max_messages: int = 64
     batch_within_s: float = 0.05
     max_message_bytes: int = 1 << 20
+    # Largest record the worker produces (Kafka's default topic limit is 1 MiB): a manifest's decisions
+    # are split into as many `decisions` records as this needs.
+    max_record_bytes: int = 1_000_000
+    # Past this many bad parcels in one message, one summary dead letter stands for all of them.
+    dead_letters_per_message: int = 100
+    # Distinct strings kept for interning before a fresh generation of vocabularies starts (bounds memory).
+    vocabulary_max_strings: int = 2_000_000
+    # Worker processes of `screener worker` (0 = one per core).
+    processes: int = 0
     pack: str = "rules/default.toml"
     # Group timing: Faust's defaults made a new worker wait 32 s for its first event and
     # 111 s to resume after a SIGKILL on the embedded broker; these give 5 s and 14 s.
@@ -31,6 +40,8 @@ class Settings:
     broker_heartbeat_interval: float = 1.0
     broker_rebalance_timeout: float = 10.0
     broker_commit_interval: float = 1.0
+    # A starting worker that reaches no broker within this many seconds exits (0 = wait forever).
+    broker_wait_s: float = 20.0
     # How long a fetch may wait for data (see screener/transport.py: the embedded broker holds it).
     fetch_max_wait_ms: int = 100
     metrics_port: int = 0  # 0 = no /metrics server

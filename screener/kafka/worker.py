@@ -63,11 +63,13 @@ def create_app(settings: Settings, screener: Screener, metrics: PipelineMetrics 
         for name in ("manifests", DECISIONS, FLAGGED, DEAD_LETTER)
     }
     out_names = {kind: settings.topic(kind) for kind in (DECISIONS, FLAGGED, DEAD_LETTER)}
-    processor = BatchProcessor(screener, settings.max_message_bytes)
+    processor = BatchProcessor(screener, settings.max_message_bytes, max_record_bytes=settings.max_record_bytes,
+                               dead_letters_per_message=settings.dead_letters_per_message,
+                               vocabulary_max_strings=settings.vocabulary_max_strings)
     app.screener_processor = processor  # for observability (vocabulary sizes)
     if metrics is not None:
         # Lag, arrival rate, capacity, headroom, drain time and state sizes, sampled every few seconds.
-        attach(app, metrics, settings, vocab=processor.vocab)
+        attach(app, metrics, settings, vocab=lambda: processor.vocab)
 
     @app.agent(topics["manifests"], name="screen")
     async def screen(stream: faust.StreamT) -> None:
@@ -109,12 +111,12 @@ def create_app(settings: Settings, screener: Screener, metrics: PipelineMetrics 
 def run_worker(settings: Settings, screener: Screener, metrics: PipelineMetrics | None = None,
                on_batch=None) -> None:
     """Run the worker in the foreground until SIGINT/SIGTERM."""
-    from faust.worker import Worker
+    from screener.kafka.shutdown import DeadlineWorker
 
     app = create_app(settings, screener, metrics, on_batch)
     app.finalize()
     gc.set_threshold(200_000, 20, 50)
-    worker = Worker(app, loglevel=settings.log_level.upper(), quiet=True, redirect_stdouts=False)
+    worker = DeadlineWorker(app, loglevel=settings.log_level.upper(), quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()
 
 

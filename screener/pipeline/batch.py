@@ -6,11 +6,13 @@ This is the contract between decoding (screener/columns.py builds it) and screen
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from itertools import compress, repeat
-from operator import is_
 
 import numpy as np
+
+from screener.kernels.intern import intern_spans, rehash
 
 # String fields interned to int32 codes, one vocabulary per field. Code 0 is "missing / empty".
 PARCEL_STRING_FIELDS = (
@@ -52,43 +54,85 @@ SHARED_VOCABULARIES = {
 class Vocabulary:
     """Interns strings of one field to dense int32 codes; code 0 is the empty/missing string.
 
-    The vocabulary only grows, so anything derived per entry (a rule's string predicate, say)
-    can be computed incrementally for `strings[seen:]` and read by kernels as a lookup array.
+    Interning runs in Numba over byte spans (screener/kernels/intern.py), exactly (hash and bytes), so
+    the fast decoder interns straight from message bytes and the reference path from Python strings,
+    into the same codes. Within one vocabulary codes only grow, so anything derived per entry (a
+    rule's string predicate, say) is computed incrementally for `strings[seen:]`; `strings` turns
+    only new codes into Python strings, when someone reads them. Memory is bounded by replacing the
+    whole Vocabularies object (see BatchProcessor), never by reusing codes.
     """
 
-    __slots__ = ("name", "codes", "strings")
+    __slots__ = ("name", "slots", "slot_hash", "arena", "str_off", "counts", "basis", "_strings")
 
     def __init__(self, name: str) -> None:
         self.name = name
-        # None maps to the missing code too, so a column with absent values interns in one C-level map.
-        self.codes: dict = {"": 0, None: 0}
-        self.strings: list[str] = [""]
+        self.slots = np.full(1024, -1, dtype=np.int32)
+        self.slot_hash = np.zeros(1024, dtype=np.uint64)
+        self.arena = np.zeros(1 << 16, dtype=np.uint8)
+        self.str_off = np.zeros(1024, dtype=np.int64)
+        self.counts = np.array([1, 0], dtype=np.int64)   # codes (0 is ""), arena bytes used
+        self.basis = np.uint64(int.from_bytes(os.urandom(8), "little") | 1)
+        self._strings: list[str] = [""]
 
     def __len__(self) -> int:
-        return len(self.strings)
+        return int(self.counts[0])
 
-    def intern(self, value: str) -> int:
-        """Code of one string, adding it when new."""
-        code = self.codes.get(value)
-        if code is None:
-            code = len(self.strings)
-            self.codes[value] = code
-            self.strings.append(value)
-        return code
+    @property
+    def strings(self) -> list[str]:
+        """Every interned string by code (new codes are decoded from the arena on first read)."""
+        have, n = len(self._strings), int(self.counts[0])
+        if have < n:
+            off = self.str_off[have:n + 1]
+            data = self.arena[off[0]:off[-1]].tobytes()
+            base = int(off[0])
+            bounds = (off - base).tolist()
+            self._strings.extend(data[a:b].decode("utf-8") for a, b in zip(bounds, bounds[1:]))
+        return self._strings
+
+    def nbytes(self) -> int:
+        """Bytes held by the table and arena (the Python strings decoded so far not included)."""
+        return self.slots.nbytes + self.slot_hash.nbytes + self.arena.nbytes + self.str_off.nbytes
+
+    def _reserve(self, values: int, nbytes: int) -> None:
+        n, used = int(self.counts[0]), int(self.counts[1])
+        size = self.slots.shape[0]
+        while (n + values) * 2 > size:
+            size *= 2
+        if size != self.slots.shape[0]:
+            self.slots, self.slot_hash = rehash(self.slot_hash, self.slots, size)
+        if used + nbytes > self.arena.shape[0]:
+            self.arena = _grown(self.arena, used + nbytes)
+        if n + values + 1 > self.str_off.shape[0]:
+            self.str_off = _grown(self.str_off, n + values + 1)
+
+    def intern_spans(self, buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """int32 codes of the UTF-8 byte spans buf[starts[i]:starts[i]+lengths[i]] (length <= 0: code 0)."""
+        self._reserve(len(starts), int(np.maximum(lengths, 0).sum()))
+        return intern_spans(buf, starts, lengths, self.slots, self.slot_hash, self.arena, self.str_off,
+                            self.counts, self.basis)
 
     def intern_many(self, values: list) -> np.ndarray:
         """int32 codes for a list of strings (None counts as missing)."""
-        codes = self.codes
-        out = list(map(codes.get, values))
-        if None in out:
-            # New strings: add them in bulk (dict.fromkeys keeps first-seen order, drops repeats),
-            # then map again; both steps run in C, unlike one intern() call per value.
-            new = list(dict.fromkeys(compress(values, map(is_, out, repeat(None)))))
-            start = len(self.strings)
-            codes.update(zip(new, range(start, start + len(new))))
-            self.strings.extend(new)
-            out = list(map(codes.get, values))
-        return np.asarray(out, dtype=np.int32)
+        encoded = [v.encode("utf-8", "surrogatepass") if v else b"" for v in values]
+        lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+        starts = np.zeros(len(encoded), dtype=np.int64)
+        if len(encoded) > 1:
+            np.cumsum(lengths[:-1], out=starts[1:])
+        buf = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+        return self.intern_spans(buf, starts, lengths)
+
+    def intern(self, value: str) -> int:
+        """Code of one string, adding it when new."""
+        return int(self.intern_many([value])[0])
+
+
+def _grown(a: np.ndarray, need: int) -> np.ndarray:
+    size = a.shape[0]
+    while size < need:
+        size *= 2
+    out = np.zeros(size, dtype=a.dtype)
+    out[:a.shape[0]] = a
+    return out
 
 
 class Vocabularies(dict):
@@ -109,12 +153,29 @@ class Vocabularies(dict):
         return {v.name: len(v) for v in {id(v): v for v in self.values()}.values()}
 
 
+class SpanStrings(Sequence):
+    """Strings held as UTF-8 byte spans of one buffer, decoded only when read (no Python object per value)."""
+
+    __slots__ = ("buf", "start", "length")
+
+    def __init__(self, buf: np.ndarray, start: np.ndarray, length: np.ndarray) -> None:
+        self.buf, self.start, self.length = buf, start, length
+
+    def __len__(self) -> int:
+        return len(self.start)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        a = int(self.start[i])
+        return self.buf[a:a + int(self.length[i])].tobytes().decode("utf-8")
+
+
 @dataclass
 class ParcelBatch:
     """Valid parcels of a batch of messages, as columns; `n` parcels, `m` items in all."""
 
-    parcel_ids: list[str]                 # kept as strings for the output only
-    manifest_ids: list[str]               # per parcel
+    parcel_ids: Sequence[str]             # for the output only: a list, or SpanStrings over message bytes
     message_index: np.ndarray             # int32 [n]: which input message the parcel came from
     parcel_hash: np.ndarray               # uint64 [n]: stable 64-bit hash of parcel_id
     event_time_ms: np.ndarray             # int64 [n]: event time, ms since epoch (UTC)
@@ -157,6 +218,11 @@ class ScreenResult:
     score: np.ndarray     # float64 [n] in [0, 1]
     hits: np.ndarray      # uint64 [n, words]: bit r of the mask = rule r fired
     random: np.ndarray    # bool [n]: selected by reproducible random selection
+
+    @staticmethod
+    def empty() -> ScreenResult:
+        """The result of screening no parcels."""
+        return ScreenResult(np.zeros(0, np.uint8), np.zeros(0), np.zeros((0, 1), np.uint64), np.zeros(0, np.bool_))
 
 
 @dataclass

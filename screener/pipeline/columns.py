@@ -177,38 +177,45 @@ def _strings(values: list, name, required: bool, errors: _Errors, index_of=None)
     return values
 
 
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MS = dt.timedelta(milliseconds=1)
+
+
+def event_time_ms(value: object) -> int | str:
+    """Epoch milliseconds of one event time, or why it is not one.
+
+    Each value is judged on its own (never by what else is in the batch): epoch milliseconds as a JSON
+    integer in [0, 2**53), or an ISO 8601 string `datetime.fromisoformat` accepts (no zone = UTC),
+    truncated to whole milliseconds with exact integer arithmetic.
+    """
+    t = type(value)
+    if t is int:
+        return value if 0 <= value < 2**53 else f"`event_time` {value} is outside [0, 2**53) epoch milliseconds"
+    if t is str:
+        try:
+            d = dt.datetime.fromisoformat(value)
+        except ValueError:
+            return f"`event_time` {value!r:.60} is not ISO 8601"
+        if d.tzinfo is None:
+            d = d.replace(tzinfo=dt.UTC)
+        try:
+            return (d - _EPOCH) // _MS
+        except OverflowError:
+            return f"`event_time` {value!r:.60} is out of range"
+    return f"`event_time` must be an ISO 8601 string or epoch milliseconds, got {value!r:.60}"
+
+
 def _event_times(values: list, errors: _Errors) -> np.ndarray:
     out = np.zeros(len(values), dtype=np.int64)
-    # Fast path: numpy parses naive ISO strings in C; when every value is UTC ("Z"), strip the suffix.
-    # numpy also accepts "now", "today" and "NaT", which are not event times: the length check keeps
-    # them (and anything shorter than a date) on the slow path, where fromisoformat refuses them.
-    if set(map(type, values)) == {str} and min(map(len, values)) >= 11 and \
-            all(v.endswith("Z") and v[0].isdigit() for v in values):
-        try:
-            out = np.array([v[:-1] for v in values], dtype="datetime64[ms]").astype(np.int64)
-            if not (out == np.iinfo(np.int64).min).any():
-                return out
-        except ValueError:
-            pass
-        out = np.zeros(len(values), dtype=np.int64)
     for i, v in enumerate(values):
-        t = type(v)
-        if t is int and 0 <= v < 2**53:
-            out[i] = v
-        elif t is str:
-            try:
-                d = dt.datetime.fromisoformat(v)
-            except ValueError:
-                errors.add(i, "bad_event_time", "event_time", f"`event_time` {v!r:.60} is not ISO 8601")
-                continue
-            if d.tzinfo is None:
-                d = d.replace(tzinfo=dt.UTC)
-            out[i] = int(d.timestamp() * 1000)
-        elif v is None:
+        if v is None:
             errors.add(i, "missing_field", "event_time", "`event_time` is required")
+            continue
+        ms = event_time_ms(v)
+        if type(ms) is str:
+            errors.add(i, "bad_event_time", "event_time", ms)
         else:
-            errors.add(i, "bad_event_time", "event_time",
-                       f"`event_time` must be an ISO 8601 string or epoch milliseconds, got {v!r:.60}")
+            out[i] = ms
     return out
 
 
@@ -259,6 +266,7 @@ class BatchBuilder:
         self._duplicates(pids, counts, errors)
 
         event_ms = _event_times(cols["event_time"], errors)
+        _inherit(cols, messages, counts)
         strings = {}
         for f in PARCEL_STRING_FIELDS:
             vals = _strings(cols[f], f, f in REQUIRED_PARCEL_STRINGS, errors)
@@ -322,7 +330,6 @@ class BatchBuilder:
 
         batch = ParcelBatch(
             parcel_ids=pids,
-            manifest_ids=[messages[m].manifest_id for m in msg_index.tolist()],
             message_index=msg_index,
             parcel_hash=hash_ids(pids),
             event_time_ms=event_ms,
@@ -351,6 +358,19 @@ class BatchBuilder:
                                    f"parcel_id {pid!r:.60} appears earlier in the same manifest")
                     seen.add(pid)
             start += c
+
+
+def _inherit(cols: dict[str, list], messages: list[DecodedMessage], counts: list[int]) -> None:
+    """Parcels without their own value (absent or null) of a manifest-level field take the manifest's."""
+    start = 0
+    for msg, c in zip(messages, counts):
+        for name, value in msg.meta.items():
+            if name in cols:
+                col = cols[name]
+                for k in range(start, start + c):
+                    if col[k] is None:
+                        col[k] = value
+        start += c
 
 
 def build_batch(messages: list[DecodedMessage], vocab: Vocabularies | None = None):

@@ -54,3 +54,28 @@ def dead_letter(raw: RawMessage, rejection: Rejection, original: bytes, *, manif
     }
     key = parcel_id or manifest_id
     return (key.encode() if key else None), orjson.dumps(record)
+
+
+# How many of a message's bad parcels a summary dead letter lists in full.
+SUMMARY_FIRST_ERRORS = 10
+
+
+def summary_dead_letter(message, rejected: list, at: str) -> tuple[bytes | None, bytes]:
+    """One dead letter standing for all bad parcels of a message: counts per reason and the first errors.
+
+    Bounds dead-letter output by the input: a 1 MB message of half a million bad parcels yields one
+    record of at most ~300 KB (the original is cut like any other), not half a million records.
+    """
+    counts: dict[str, int] = {}
+    for r in rejected:
+        counts[r.rejection.reason] = counts.get(r.rejection.reason, 0) + 1
+    first = [{"parcel_index": r.parcel_index, "reason": r.rejection.reason, "field": r.rejection.field,
+              "message": r.rejection.message} for r in rejected[:SUMMARY_FIRST_ERRORS]]
+    raw = message.raw
+    summary = Rejection("too_many_bad_parcels",
+                        f"{len(rejected)} of {len(message.parcels)} parcels are invalid; counts per reason and "
+                        f"the first {len(first)} errors are in `bad_parcels`")
+    key, value = dead_letter(raw, summary, raw.value or b"", manifest_id=message.manifest_id, at=at)
+    record = orjson.loads(value)
+    record["bad_parcels"] = {"count": len(rejected), "by_reason": counts, "first": first}
+    return key, orjson.dumps(record)

@@ -86,23 +86,10 @@ def decode(raw: RawMessage, max_bytes: int, parsed: object = None) -> DecodedMes
     manifest_id = parsed.get("manifest_id")
     if type(manifest_id) is not str or not manifest_id:
         return Rejection("bad_manifest", "`manifest_id` must be a non-empty string", "manifest_id")
+    # Manifest-level fields a parcel inherits when it lacks them (applied when columns are built, so
+    # the parcel stays as received for the flagged record).
     meta = {k: parsed[k] for k in INHERITED_FIELDS if type(parsed.get(k)) is str}
-    if meta:
-        for p in parcels:
-            if type(p) is dict:
-                for k, v in meta.items():
-                    p.setdefault(k, v)
     return DecodedMessage(raw, manifest_id, parcels, meta=meta)
-
-
-def decode_many(raws: list[RawMessage], max_bytes: int) -> list[DecodedMessage | Rejection]:
-    """Decode a batch of messages, one orjson.loads each.
-
-    Joining the batch into one JSON array and parsing it once looks cheaper, but a hostile message
-    such as `1,[2` can re-align the joined array and attribute values to the wrong message; and
-    orjson's per-call cost is tiny next to Faust's per-event overhead.
-    """
-    return [decode(r, max_bytes) for r in raws]
 
 
 def _json_type(v: object) -> str:

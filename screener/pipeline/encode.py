@@ -1,18 +1,48 @@
-"""Encodes screening results as `decisions` messages (one per input message) and `flagged` messages
-(one per yellow/red parcel, keyed by parcel_id). See docs/wire-format.md."""
+"""Encodes screening results: `decisions` records (one or more per input manifest) and `flagged` records
+(one per yellow/red parcel, keyed by parcel_id). See docs/wire-format.md.
+
+Decisions are assembled in bulk (screener/kernels/assemble.py): only parcels with a reason (a rule
+hit or a random pick) cost Python, to encode their reasons. A manifest's decisions are split into
+as many records (`part` k of `parts`) as the producer's record limit needs, so no valid manifest can
+produce a record the broker refuses; a single parcel whose own decision or flagged record cannot fit
+is reported back for dead-lettering.
+"""
 
 from __future__ import annotations
 
-from itertools import chain
+from dataclasses import dataclass, field
 
 import numpy as np
 import orjson
 
-from screener.pipeline.batch import LANE_GREEN, LANE_NAMES, ParcelBatch, ScreenResult
-from screener.pipeline.decode import DecodedMessage
+from screener.kernels.assemble import assemble_records, entry_sizes
+from screener.pipeline.batch import LANE_GREEN, LANE_NAMES, ParcelBatch, ScreenResult, SpanStrings
 from screener.pipeline.screening import Screener
 
 DECISION_SCHEMA_VERSION = 1
+# Room kept in a record for the envelope's part counters and Kafka's own record overhead.
+_ENVELOPE_SLACK = 256
+
+
+@dataclass
+class MessageOut:
+    """One input message as the encoder needs it: identity, where it came from, which batch rows are its."""
+
+    manifest_id: str
+    source: dict
+    lo: int                       # its parcels are batch rows [lo, hi)
+    hi: int
+    dead_lettered: int = 0        # its parcels set aside in dead-letter
+    manifest_fields: dict = field(default_factory=dict)   # carrier_code / master_bill_no, when the manifest has them
+
+
+@dataclass
+class Encoded:
+    """Records to produce, and parcels whose own output is too large to produce (to dead-letter)."""
+
+    decisions: list[tuple[bytes, bytes]]
+    flagged: list[tuple[bytes, bytes]]
+    too_large: list[tuple[int, int, int]]     # (message index, batch row, bytes needed)
 
 
 def ruleset_info(screener: Screener) -> dict:
@@ -25,35 +55,114 @@ def explained_indices(result: ScreenResult) -> np.ndarray:
     return np.flatnonzero(result.hits.any(axis=1) | result.random)
 
 
-def encode(messages: list[DecodedMessage], batch: ParcelBatch, result: ScreenResult, screener: Screener,
-           decided_at: str) -> tuple[list[tuple[bytes, bytes]], list[tuple[bytes, bytes]]]:
-    """(decisions, flagged) as lists of (key, value) for the whole batch."""
-    ruleset = ruleset_info(screener)
-    lanes = [LANE_NAMES[x] for x in result.lane.tolist()]
-    scores = np.round(result.score, 6).tolist()
-    decisions = [{"parcel_id": p, "lane": ln, "score": s, "reasons": []}
-                 for p, ln, s in zip(batch.parcel_ids, lanes, scores)]
-    for i in explained_indices(result).tolist():
-        decisions[i]["reasons"] = [r.as_dict() for r in screener.explain(batch, result, i)]
+def _packed(parts: list[bytes]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    lengths = np.fromiter(map(len, parts), dtype=np.int64, count=len(parts))
+    starts = np.zeros(len(parts), dtype=np.int64)
+    if len(parts) > 1:
+        np.cumsum(lengths[:-1], out=starts[1:])
+    return np.frombuffer(b"".join(parts), dtype=np.uint8), starts, lengths
 
-    out_decisions: list[tuple[bytes, bytes]] = []
-    out_flagged: list[tuple[bytes, bytes]] = []
-    msg_index = batch.message_index
-    bounds = np.searchsorted(msg_index, np.arange(len(messages) + 1)).tolist()
-    for m, msg in enumerate(messages):
-        lo, hi = bounds[m], bounds[m + 1]
-        if lo == hi:
-            continue
-        envelope = {"schema_version": DECISION_SCHEMA_VERSION, "manifest_id": msg.manifest_id,
-                    "source": msg.raw.source(), "ruleset": ruleset, "decided_at": decided_at}
-        out_decisions.append((msg.manifest_id.encode(), orjson.dumps({**envelope, "decisions": decisions[lo:hi]})))
-    flagged = np.flatnonzero(result.lane != LANE_GREEN).tolist()
-    if flagged:
-        rows = list(chain.from_iterable(m.parcels for m in messages))
-        for i in flagged:
-            msg = messages[int(msg_index[i])]
-            record = {"schema_version": DECISION_SCHEMA_VERSION, **decisions[i], "manifest_id": msg.manifest_id,
-                      "ruleset": ruleset, "decided_at": decided_at, "source": msg.raw.source(),
-                      "parcel": rows[int(batch.source_row[i])]}
-            out_flagged.append((batch.parcel_ids[i].encode(), orjson.dumps(record)))
-    return out_decisions, out_flagged
+
+def parcel_id_json(ids) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each parcel_id's JSON string content (escaped, without quotes) as one buffer with spans."""
+    if isinstance(ids, SpanStrings):
+        # The fast decoder only takes ids without escapes or control characters: their bytes are JSON already.
+        return ids.buf, ids.start, ids.length
+    return _packed([orjson.dumps(p)[1:-1] for p in ids])
+
+
+def reasons_of(screener: Screener, batch: ParcelBatch, result: ScreenResult, rows: np.ndarray) -> list[list]:
+    """Reasons of many parcels (the screener's bulk explainer when it has one)."""
+    many = getattr(screener, "explain_many", None)
+    if many is not None:
+        return many(batch, result, rows)
+    return [screener.explain(batch, result, int(i)) for i in rows.tolist()]
+
+
+def encode(messages: list[MessageOut], batch: ParcelBatch, result: ScreenResult, screener: Screener,
+           decided_at: str, parcel_json, max_record_bytes: int) -> Encoded:
+    """Decisions and flagged records of a batch; `parcel_json(row)` gives a flagged parcel's original JSON."""
+    ruleset = ruleset_info(screener)
+    n = batch.n
+    pid_buf, pid_start, pid_len = parcel_id_json(batch.parcel_ids)
+    explained = explained_indices(result) if n else np.zeros(0, dtype=np.int64)
+    entries: dict[int, bytes] = {}
+    if len(explained):
+        lanes = result.lane[explained].tolist()
+        scores = np.round(result.score[explained], 6).tolist()
+        for i, lane, score, reasons in zip(explained.tolist(), lanes, scores,
+                                           reasons_of(screener, batch, result, explained)):
+            entries[i] = orjson.dumps({"parcel_id": batch.parcel_ids[i], "lane": LANE_NAMES[lane], "score": score,
+                                       "reasons": [r.as_dict() for r in reasons]})
+    entry_len = np.full(n, -1, dtype=np.int64)
+    entry_start = np.zeros(n, dtype=np.int64)
+    if entries:
+        rows = np.fromiter(entries, dtype=np.int64, count=len(entries))
+        ebuf, estart, elen = _packed(list(entries.values()))
+        entry_start[rows], entry_len[rows] = estart, elen
+    else:
+        ebuf = np.zeros(0, dtype=np.uint8)
+    sizes = entry_sizes(pid_len, entry_len) if n else np.zeros(0, dtype=np.int64)
+
+    too_large: list[tuple[int, int, int]] = []
+    envelopes = [{"schema_version": DECISION_SCHEMA_VERSION, "manifest_id": m.manifest_id, "source": m.source,
+                  "ruleset": ruleset, "decided_at": decided_at, "dead_lettered": m.dead_lettered}
+                 for m in messages]
+    row_lists, bounds, heads, keys = [], [0], [], []
+    for k, (msg, env) in enumerate(zip(messages, envelopes)):
+        probe = orjson.dumps({**env, "part": 1, "parts": 1})
+        budget = max_record_bytes - len(probe) - _ENVELOPE_SLACK
+        rows = np.arange(msg.lo, msg.hi, dtype=np.int64)
+        fits = sizes[rows] <= budget
+        if not fits.all():
+            too_large += [(k, int(r), int(sizes[r])) for r in rows[~fits].tolist()]
+            rows = rows[fits]
+        groups = _split(sizes[rows] + 1, budget)
+        for part, (a, b) in enumerate(groups, start=1):
+            row_lists.append(rows[a:b])
+            bounds.append(bounds[-1] + (b - a))
+            heads.append(orjson.dumps({**env, "part": part, "parts": len(groups)})[:-1] + b',"decisions":[')
+            keys.append(msg.manifest_id.encode())
+    all_rows = np.concatenate(row_lists) if row_lists else np.zeros(0, dtype=np.int64)
+    values = assemble_records(pid_buf, pid_start, pid_len, ebuf, entry_start, entry_len, all_rows,
+                              np.asarray(bounds, dtype=np.int64), heads)
+    decisions = list(zip(keys, values))
+
+    flagged_out: list[tuple[bytes, bytes]] = []
+    flagged = np.flatnonzero(result.lane != LANE_GREEN) if n else np.zeros(0, dtype=np.int64)
+    if len(flagged):
+        owner = np.searchsorted(np.asarray([m.hi for m in messages]), flagged, side="right")
+        tails: dict[int, bytes] = {}
+        oversize = {r for _, r, _ in too_large}
+        for i, k in zip(flagged.tolist(), owner.tolist()):
+            if i in oversize:
+                continue
+            tail = tails.get(k)
+            if tail is None:
+                msg = messages[k]
+                extra = {"manifest_id": msg.manifest_id, "ruleset": ruleset, "decided_at": decided_at,
+                         "source": msg.source}
+                if msg.manifest_fields:
+                    extra["manifest_fields"] = msg.manifest_fields
+                tail = tails[k] = b"," + orjson.dumps(extra)[1:-1] + b',"parcel":'
+            record = b'{"schema_version":1,' + entries[i][1:-1] + tail + parcel_json(i) + b"}"
+            if len(record) > max_record_bytes:
+                too_large.append((k, i, len(record)))
+                continue
+            flagged_out.append((batch.parcel_ids[i].encode(), record))
+    return Encoded(decisions, flagged_out, too_large)
+
+
+def _split(sizes: np.ndarray, budget: int) -> list[tuple[int, int]]:
+    """Consecutive [a, b) groups of entries whose sizes sum to at most `budget` (at least one group)."""
+    if len(sizes) == 0 or int(sizes.sum()) <= budget:
+        return [(0, len(sizes))]
+    groups, a = [], 0
+    cum = np.cumsum(sizes)
+    while a < len(sizes):
+        base = cum[a - 1] if a else 0
+        b = int(np.searchsorted(cum, base + budget, side="right"))
+        b = max(b, a + 1)
+        groups.append((a, b))
+        a = b
+    return groups

@@ -1,6 +1,6 @@
 """One batch of raw messages in, the messages to produce out: decode, validate, screen, encode.
 
-Pure compute, no Kafka: the Faust agent (screener/app.py), the benchmarks and the tests all drive
+Pure compute, no Kafka: the Faust agent (screener/kafka/worker.py), the benchmarks and the tests all drive
 the same `BatchProcessor.process`. It never raises on input: a failure inside a batch is retried
 message by message, and a message that still fails is dead-lettered as `internal_error`.
 """
@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import orjson
 
-from screener.pipeline.batch import LANE_NAMES, Vocabularies
+from screener.pipeline.batch import LANE_NAMES, ParcelBatch, ScreenResult, Vocabularies
 from screener.pipeline.columns import BatchBuilder
-from screener.pipeline.deadletter import dead_letter, now_iso
-from screener.pipeline.decode import DecodedMessage, RawMessage, Rejection, decode_many
-from screener.pipeline.encode import encode
+from screener.pipeline.deadletter import dead_letter, now_iso, summary_dead_letter
+from screener.pipeline.decode import RawMessage, Rejection, decode
+from screener.pipeline.encode import MessageOut, encode
+from screener.pipeline.fast_columns import FastDecoded, FastDecoder
 from screener.pipeline.screening import Screener
 
 log = logging.getLogger(__name__)
@@ -58,21 +59,43 @@ class BatchResult:
 
 
 class BatchProcessor:
-    """Screens batches of raw messages with one screener and one growing set of vocabularies."""
+    """Screens batches of raw messages with one screener and a bounded set of vocabularies.
 
-    def __init__(self, screener: Screener, max_message_bytes: int = 1 << 20,
-                 vocab: Vocabularies | None = None) -> None:
+    Messages the fast decoder (fast_columns.py) can prove valid go bytes -> columns in Numba; every
+    other message is decoded and validated alone by the reference path (decode.py + columns.py),
+    which says exactly what is wrong with it. Both intern into the same vocabularies, so a parcel gets
+    the same columns, and the same decision, whichever path and whatever batch it came in.
+    """
+
+    def __init__(self, screener: Screener, max_message_bytes: int = 1 << 20, *, fast: bool = True,
+                 max_record_bytes: int = 1_000_000, dead_letters_per_message: int = 100,
+                 vocabulary_max_strings: int = 2_000_000) -> None:
         self.screener = screener
         self.max_message_bytes = max_message_bytes
+        self.fast = fast
+        self.max_record_bytes = max_record_bytes
+        self.dead_letters_per_message = dead_letters_per_message
+        self.vocabulary_max_strings = vocabulary_max_strings
+        self.generations = 0
+        self._new_generation()
+
+    def _new_generation(self) -> None:
+        # Codes are only meaningful within one Vocabularies object; lookups follow the object (see
+        # rules/lookups.py), so swapping it between batches frees every string without changing a decision.
+        vocab = Vocabularies()
         self.builder = BatchBuilder(vocab)
+        self.decoder = FastDecoder(vocab, self.max_message_bytes)
+        self.generations += 1
 
     @property
     def vocab(self) -> Vocabularies:
-        """The worker's vocabularies (entities seen so far)."""
+        """The current generation of vocabularies (entities seen lately)."""
         return self.builder.vocab
 
     def process(self, raws: list[RawMessage]) -> BatchResult:
         """Screen a batch; every message ends as decisions and/or dead-letter records."""
+        if sum(self.vocab.sizes().values()) > self.vocabulary_max_strings:
+            self._new_generation()
         try:
             return self._process(raws)
         except Exception:  # a bug must not stop the worker or lose the batch
@@ -94,47 +117,94 @@ class BatchProcessor:
 
     def _process(self, raws: list[RawMessage]) -> BatchResult:
         decided_at = now_iso()
-        outcome = BatchOutcome()
-        records: list[tuple[str, bytes | None, bytes]] = []
-        good: list[DecodedMessage] = []
-        for raw, dec in zip(raws, decode_many(raws, self.max_message_bytes)):
-            if isinstance(dec, Rejection):
-                key, value = dead_letter(raw, dec, raw.value or b"", at=decided_at)
-                records.append((DEAD_LETTER, key, value))
-                outcome.messages["dead_letter"] += 1
-                outcome.dead_letters[dec.reason] += 1
-            else:
-                good.append(dec)
-                outcome.messages["ok"] += 1
-        if not good:
-            return BatchResult(records, outcome)
+        result = BatchResult([], BatchOutcome())
+        left: list[int] = list(range(len(raws)))
+        if self.fast and raws:
+            fast = self.decoder.build([r.value for r in raws])
+            left = fast.left
+            if len(fast.taken):
+                self._fast_part(raws, fast, decided_at, result)
+        for j in left:
+            self._reference_message(raws[j], decided_at, result)
+        return result
 
-        batch, rejected = self.builder.build(good)
-        for rej in rejected:
-            msg = good[rej.message_index]
-            pid = rej.parcel.get("parcel_id") if type(rej.parcel) is dict else None
-            key, value = dead_letter(msg.raw, rej.rejection, orjson.dumps(rej.parcel),
-                                     manifest_id=msg.manifest_id, parcel_index=rej.parcel_index,
-                                     parcel_id=pid if type(pid) is str else None, at=decided_at)
+    def _fast_part(self, raws: list[RawMessage], fast: FastDecoded, decided_at: str, result: BatchResult) -> None:
+        batch = fast.batch
+        bounds = np.searchsorted(batch.message_index, np.arange(len(fast.taken) + 1)).tolist()
+        messages = []
+        for k, j in enumerate(fast.taken.tolist()):
+            fields = fast.manifest_fields(k)
+            messages.append(MessageOut(fast.manifest_ids[k], raws[j].source(), bounds[k], bounds[k + 1], 0, fields))
+        span = fast.parcel_span
+        buf = fast.buf
+
+        def parcel_json(i: int) -> bytes:
+            return buf[span[0, i]:span[1, i]].tobytes()
+
+        result.outcome.messages["ok"] += len(messages)
+        self._screen(batch, messages, [raws[j] for j in fast.taken.tolist()], parcel_json, decided_at, result)
+
+    def _reference_message(self, raw: RawMessage, decided_at: str, result: BatchResult) -> None:
+        """Decode and validate one message with the reference path (it says what is wrong, parcel by parcel)."""
+        records, outcome = result.records, result.outcome
+        dec = decode(raw, self.max_message_bytes)
+        if isinstance(dec, Rejection):
+            key, value = dead_letter(raw, dec, raw.value or b"", at=decided_at)
             records.append((DEAD_LETTER, key, value))
+            outcome.messages["dead_letter"] += 1
+            outcome.dead_letters[dec.reason] += 1
+            return
+        outcome.messages["ok"] += 1
+        batch, rejected = self.builder.build([dec])
+        for rej in rejected:
             outcome.dead_letters[rej.rejection.reason] += 1
+        if len(rejected) > self.dead_letters_per_message:
+            records.append((DEAD_LETTER, *summary_dead_letter(dec, rejected, decided_at)))
+        else:
+            for rej in rejected:
+                pid = rej.parcel.get("parcel_id") if type(rej.parcel) is dict else None
+                key, value = dead_letter(raw, rej.rejection, orjson.dumps(rej.parcel),
+                                         manifest_id=dec.manifest_id, parcel_index=rej.parcel_index,
+                                         parcel_id=pid if type(pid) is str else None, at=decided_at)
+                records.append((DEAD_LETTER, key, value))
+        message = MessageOut(dec.manifest_id, raw.source(), 0, batch.n, len(rejected), dict(dec.meta))
+        rows = dec.parcels
+
+        def parcel_json(i: int) -> bytes:
+            return orjson.dumps(rows[int(batch.source_row[i])])
+
+        self._screen(batch, [message], [raw], parcel_json, decided_at, result)
+
+    def _screen(self, batch: ParcelBatch, messages: list[MessageOut], raws: list[RawMessage], parcel_json,
+                decided_at: str, result: BatchResult) -> None:
+        """Screen one batch of parcels and encode its decisions (a receipt even for no parcels)."""
+        outcome = result.outcome
         if batch.n == 0:
-            return BatchResult(records, outcome)
-
-        t0 = time.perf_counter()
-        result = self.screener.screen(batch)
-        outcome.kernel_seconds = time.perf_counter() - t0
-        decisions, flagged = encode(good, batch, result, self.screener, decided_at)
-        records.extend((DECISIONS, k, v) for k, v in decisions)
-        records.extend((FLAGGED, k, v) for k, v in flagged)
-
-        outcome.parcels = batch.n
-        counts = np.bincount(result.lane, minlength=len(LANE_NAMES))
-        outcome.lanes = {name: int(c) for name, c in zip(LANE_NAMES, counts)}
-        outcome.rule_hits = _rule_hits(result.hits, getattr(self.screener, "rule_ids", None))
-        if result.random.any():
-            outcome.rule_hits["random"] += int(result.random.sum())
-        return BatchResult(records, outcome)
+            screened = ScreenResult.empty()
+        else:
+            t0 = time.perf_counter()
+            screened = self.screener.screen(batch)
+            outcome.kernel_seconds += time.perf_counter() - t0
+        out = encode(messages, batch, screened, self.screener, decided_at, parcel_json, self.max_record_bytes)
+        result.records.extend((DECISIONS, k, v) for k, v in out.decisions)
+        result.records.extend((FLAGGED, k, v) for k, v in out.flagged)
+        for k, row, size in out.too_large:
+            rej = Rejection("output_too_large",
+                            f"this parcel's decision or flagged record needs {size} bytes, over the "
+                            f"{self.max_record_bytes}-byte record limit", None)
+            key, value = dead_letter(raws[k], rej, parcel_json(row), manifest_id=messages[k].manifest_id,
+                                     parcel_id=batch.parcel_ids[row], at=decided_at)
+            result.records.append((DEAD_LETTER, key, value))
+            outcome.dead_letters["output_too_large"] += 1
+        if batch.n == 0:
+            return
+        outcome.parcels += batch.n
+        counts = np.bincount(screened.lane, minlength=len(LANE_NAMES))
+        for name, c in zip(LANE_NAMES, counts.tolist()):
+            outcome.lanes[name] += c
+        outcome.rule_hits.update(_rule_hits(screened.hits, getattr(self.screener, "rule_ids", None)))
+        if screened.random.any():
+            outcome.rule_hits["random"] += int(screened.random.sum())
 
 
 def _rule_hits(hits: np.ndarray, rule_ids: list[str] | None) -> Counter:

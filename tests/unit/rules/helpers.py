@@ -94,7 +94,6 @@ def make_batch(parcels: list[dict], vocab: Vocabularies | None = None) -> Parcel
     pids = [p.get("parcel_id", f"P{k}") for k, p in enumerate(parcels)]
     return ParcelBatch(
         parcel_ids=pids,
-        manifest_ids=["M"] * n,
         message_index=np.zeros(n, dtype=np.int32),
         parcel_hash=hash_ids(pids),
         event_time_ms=np.array([ms(p.get("event_time", "2026-11-11T00:00:00Z")) for p in parcels], dtype=np.int64),
