@@ -112,38 +112,6 @@ class TraceView:
         return self
 
 
-class ColumnView:
-    """Node values of parcel p of a columnar evaluation (screener/rules/columnar.py), at one item or none."""
-
-    __slots__ = ("cols", "now", "p", "row")
-
-    def __init__(self, cols: Columns, p: int, now: int, row: int = -1) -> None:
-        self.cols, self.p, self.now, self.row = cols, p, now, row
-
-    def get(self, node: ir.Node):
-        """The node's value for this parcel (or item) as a Python value; strings decoded."""
-        cols = self.cols
-        at, arr = self.row, None
-        if at >= 0:
-            arr = cols.values.get((id(node), ITEM))
-        if arr is None:
-            at, arr = self.p, cols.values.get((id(node), PARCEL))
-            if arr is None:
-                return None
-        if isinstance(node, ir.StrField):
-            return cols.strings(node)[int(arr[at])]
-        return arr[at].item()
-
-    def witness(self, node: ir.Quant) -> int:
-        """Index within the parcel of the item that decided an any/all quantifier, -1 for none."""
-        w = self.cols.witness.get(id(node))
-        return -1 if w is None else int(w[self.p])
-
-    def at_item(self, k: int) -> ColumnView:
-        """The view of item k of this parcel."""
-        return ColumnView(self.cols, self.p, self.now, int(self.cols.starts[self.p]) + k)
-
-
 def _operand(node: ir.Node, value, values: dict) -> str:
     if isinstance(node, ir.Const):
         return _show(node.value)
@@ -262,3 +230,196 @@ def explain_rule(rule: Rule, view, fired: bool) -> tuple[dict, list[tuple]]:
 def rule_values(rule: Rule, trace: dict, fired: bool) -> dict:
     """The `values` of a reason from the interpreter's trace of one parcel (`rules explain`, the oracle)."""
     return explain_rule(rule, TraceView(trace), fired)[0]
+
+
+def _fmt_show(value) -> tuple:
+    """(fmt(value), how a `because` line shows it), as _operand does for one value."""
+    f = fmt(value)
+    if f is None:
+        return None, "missing"
+    if isinstance(f, str):
+        return f, (f if value is not f else repr(f))
+    return f, str(f)
+
+
+class _ManyWalk:
+    """The walk of _Walk for all parcels of a Columns evaluation at once: same values, lines and facts.
+
+    Each node is visited once for the set of parcels whose explanation passes through it (an `or`
+    splits the set by the argument that decided it), reading values from lists made once per node;
+    only the per-parcel records (dict entries, lines, fact tuples) are built element by element.
+    """
+
+    def __init__(self, cols: Columns, now: list[int]) -> None:
+        n = len(cols.rows)
+        self.cols, self.now = cols, now
+        self.values: list[dict] = [{} for _ in range(n)]
+        self.lines: list[list[str]] = [[] for _ in range(n)]
+        self.facts: list[list[tuple]] = [[] for _ in range(n)]
+        self._lists: dict = {}
+        self._matched: dict = {}
+
+    def _list(self, node: ir.Node, level: str):
+        key = (id(node), level)
+        out = self._lists.get(key)
+        if out is None:
+            arr = self.cols.values.get(key)
+            if arr is None:
+                return None
+            if isinstance(node, ir.StrField):
+                strings = self.cols.strings(node)
+                out = [strings[c] for c in arr.tolist()]
+            else:
+                out = arr.tolist()
+            self._lists[key] = out
+        return out
+
+    def vals(self, node: ir.Node, sel: list[int], rows: list[int] | None) -> list:
+        """The node's values for parcels `sel` (at item `rows` inside a quantifier)."""
+        if rows is not None:
+            lst = self._list(node, ITEM)
+            if lst is not None:
+                return [lst[r] for r in rows]
+        lst = self._list(node, PARCEL)
+        return [None] * len(sel) if lst is None else [lst[p] for p in sel]
+
+    def _emit(self, sel: list[int], ks: list[int] | None, texts: list[str]) -> None:
+        lines = self.lines
+        if ks is None:
+            for p, t in zip(sel, texts):
+                lines[p].append(t)
+        else:
+            for p, k, t in zip(sel, ks, texts):
+                lines[p].append(f"item {k}: {t}")
+
+    def _operand(self, node: ir.Node, sel: list[int], got: list) -> list[str]:
+        if isinstance(node, ir.Const):
+            return [_show(node.value)] * len(sel)
+        label = node.label or type(node).__name__
+        values, out = self.values, []
+        for p, v in zip(sel, got):
+            f, shown = _fmt_show(v)
+            values[p][label] = f
+            out.append(f"{label}={shown}")
+        return out
+
+    def walk(self, node: ir.Node, sel: list[int], rows: list[int] | None, ks: list[int] | None,
+             want: bool) -> None:
+        """Record why `node` evaluated to `want` for each parcel of `sel`."""
+        if not sel:
+            return
+        values, facts = self.values, self.facts
+        nk = [-1] * len(sel) if ks is None else ks
+        if isinstance(node, ir.Logic):
+            if (node.op == "and") == want:
+                for a in node.args:
+                    self.walk(a, sel, rows, ks, want)
+                return
+            todo = list(range(len(sel)))
+            for a in node.args:            # each parcel: the first argument that was `want`
+                if not todo:
+                    break
+                got = self.vals(a, [sel[j] for j in todo], None if rows is None else [rows[j] for j in todo])
+                hit = [j for j, v in zip(todo, got) if v == want]
+                if hit:
+                    self.walk(a, [sel[j] for j in hit], None if rows is None else [rows[j] for j in hit],
+                              None if ks is None else [ks[j] for j in hit], want)
+                    taken = set(hit)
+                    todo = [j for j in todo if j not in taken]
+            return
+        if isinstance(node, ir.Unary) and node.op == "not":
+            self.walk(node.arg, sel, rows, ks, not want)
+            return
+        if isinstance(node, ir.Compare):
+            left, right = self.vals(node.left, sel, rows), self.vals(node.right, sel, rows)
+            got = self.vals(node, sel, rows)
+            ls, rs = self._operand(node.left, sel, left), self._operand(node.right, sel, right)
+            texts = []
+            for p, k, lv, rv, g, a, b in zip(sel, nk, left, right, got, ls, rs):
+                facts[p].append(("cmp", k, node, lv, rv, bool(g)))
+                texts.append(f"{a} {node.op} {b}" if g else f"not ({a} {node.op} {b})")
+            self._emit(sel, ks, texts)
+            return
+        if isinstance(node, ir.StrTest):
+            strs = self.vals(node.arg, sel, rows)
+            label, pred = node.arg.label, node.pred
+            verb = _KIND_TEXT[pred.kind]
+            if pred.kind == "in" and len(pred.entries) == 1 and pred.source == repr(pred.entries[0].term):
+                verb = "=="
+            if not want:
+                verb = "!=" if verb == "==" else "not " + verb
+            texts = []
+            timed, cache = pred.timed, self._matched
+            for p, k, sv in zip(sel, nk, strs):
+                values[p][label] = sv
+                matched: list[str] = []
+                if want:
+                    key = (id(pred), sv, self.now[p] if timed else 0)
+                    matched = cache.get(key)
+                    if matched is None:
+                        matched = cache[key] = matched_terms(pred, sv, self.now[p])
+                    seen = values[p].setdefault("matched", [])
+                    seen += [t for t in matched if t not in seen]
+                facts[p].append(("str", k, node, sv, matched, want))
+                texts.append(f"{label}={sv!r} {verb} {pred.source}")
+            self._emit(sel, ks, texts)
+            return
+        if isinstance(node, ir.Missing):
+            got = self.vals(node.arg, sel, rows)
+            label = node.arg.label
+            for p, k, v in zip(sel, nk, got):
+                values[p][label] = fmt(v)
+                facts[p].append(("missing", k, node, want))
+            self._emit(sel, ks, [f"{label} is {'missing' if want else 'present'}"] * len(sel))
+            return
+        if isinstance(node, (ir.PairIn, ir.SameString)):
+            av, bv = self.vals(node.a, sel, rows), self.vals(node.b, sel, rows)
+            la, lb = node.a.label, node.b.label
+            texts = []
+            for p, k, a, b in zip(sel, nk, av, bv):
+                values[p][la], values[p][lb] = a, b
+                if isinstance(node, ir.PairIn):
+                    facts[p].append(("pair", k, node, a, b, want))
+                    texts.append(f"({la}, {lb})=({a!r}, {b!r}) {'in' if want else 'not in'} {node.table.source}")
+                else:
+                    facts[p].append(("same", k, node, a, b))
+                    texts.append(f"{la}={a!r} {'==' if (a == b) else '!='} {lb}={b!r}")
+            self._emit(sel, ks, texts)
+            return
+        if isinstance(node, ir.Quant) and node.type == ir.BOOL:
+            witness = self.cols.witness.get(id(node))
+            ws = [-1] * len(sel) if witness is None else witness[sel].tolist()
+            inside = [j for j, w in enumerate(ws) if w >= 0]
+            starts = self.cols.starts
+            isel = [sel[j] for j in inside]
+            before = [len(self.lines[p]) for p in isel]
+            for p, j in zip(isel, inside):
+                values[p].setdefault("item", ws[j])
+            self.walk(node.body, isel, [int(starts[p]) + ws[j] for p, j in zip(isel, inside)],
+                      [ws[j] for j in inside], want)
+            empty = set(p for p, n in zip(isel, before) if len(self.lines[p]) == n)
+            rest = [j for j, w in enumerate(ws) if w < 0 or sel[j] in empty]
+            for j in rest:
+                facts[sel[j]].append(("bool", nk[j], node, want))
+            self._emit([sel[j] for j in rest], None if ks is None else [ks[j] for j in rest],
+                       [f"{node.label} is {want}"] * len(rest))
+            return
+        if isinstance(node, ir.Const):
+            for p, k in zip(sel, nk):
+                facts[p].append(("bool", k, node, bool(node.value)))
+            self._emit(sel, ks, ["always" if node.value else "never"] * len(sel))
+            return
+        got = self.vals(node, sel, rows)
+        for p, k, g in zip(sel, nk, got):
+            facts[p].append(("bool", k, node, g))
+        self._emit(sel, ks, [f"{node.label} is {g}" for g in got])
+
+
+def explain_rule_many(rule: Rule, cols: Columns, now: list[int]) -> tuple[list[dict], list[list[tuple]]]:
+    """explain_rule(rule, view, True) for every parcel of a Columns evaluation of the rule (it fired for all)."""
+    cols.value(rule.ir)
+    walk = _ManyWalk(cols, now)
+    walk.walk(rule.ir, list(range(len(cols.rows))), None, None, True)
+    for values, lines in zip(walk.values, walk.lines):
+        values["because"] = lines
+    return walk.values, walk.facts

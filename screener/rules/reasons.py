@@ -123,6 +123,7 @@ def percent(contribution: float) -> str:
     return "+<1%" if contribution < 0.005 else f"+{contribution:.0%}"
 
 
+@lru_cache(maxsize=1024)
 def list_name(source: str) -> str:
     """How a rule names a list, shortened for reading: table("restricted_hs", "hs_prefix", kind="prohibited")
     -> restricted_hs where kind=prohibited; watchlist[seller_id] -> the seller_id watchlist."""
@@ -138,33 +139,47 @@ def _quoted(terms: list[str]) -> str:
     return " / ".join(f'"{t}"' for t in terms)
 
 
-def _str_fact(node: ir.StrTest, s: str, matched: list[str], want: bool) -> str:
+@lru_cache(maxsize=4096)
+def _str_parts(node: ir.StrTest, want: bool) -> tuple[str, str, str]:
+    """The fixed words of a string test: the field's name, the verb, the list's name."""
     what, kind, src = name(node.arg), node.pred.kind, list_name(node.pred.source)
-    literal = kind == "in" and len(node.pred.entries) == 1 and node.pred.source == repr(node.pred.entries[0].term)
-    if literal:
-        return f'{what} is "{s}"' if want else f'{what} "{s}" is not "{node.pred.entries[0].term}"'
+    if kind == "in" and len(node.pred.entries) == 1 and node.pred.source == repr(node.pred.entries[0].term):
+        return what, "literal", f'"{node.pred.entries[0].term}"'
     if not want:
-        verb = {"in": "is not on", "prefix": "does not start with any of", "keyword": "contains no term of",
-                "only_terms": "has words outside"}[kind]
-        return f'{what} "{s}" {verb} {src}'
-    if kind == "in":
+        return what, {"in": "is not on", "prefix": "does not start with any of", "keyword": "contains no term of",
+                      "only_terms": "has words outside"}[kind], src
+    return what, kind, src
+
+
+def _str_fact(node: ir.StrTest, s: str, matched: list[str], want: bool) -> str:
+    what, verb, src = _str_parts(node, want)
+    if verb == "literal":
+        return f'{what} is "{s}"' if want else f'{what} "{s}" is not {src}'
+    if verb == "in":
         return f'{what} "{s}" is on {src}'
-    if kind == "prefix":
+    if verb == "prefix":
         return f'{what} "{s}" starts with {_quoted(matched)} ({src})'
-    if kind == "keyword":
+    if verb == "keyword":
         return f'{what} "{s}" contains {_quoted(matched)} ({src})'
-    return f'{what} "{s}" has only words of {src}'
+    if verb == "only_terms":
+        return f'{what} "{s}" has only words of {src}'
+    return f'{what} "{s}" {verb} {src}'
+
+
+@lru_cache(maxsize=4096)
+def _cmp_parts(node: ir.Compare, held: bool) -> tuple[str, str | None, str, str]:
+    """The fixed words of a comparison: left operand's name, unit, the relation, the threshold's name."""
+    words = (_OP_WORDS if held else _NOT_OP_WORDS)[node.op]
+    right = "" if isinstance(node.right, ir.Const) else f" ({name(node.right)})"
+    return name(node.left), unit(node.left) or unit(node.right), words, right
 
 
 def fact_text(fact: tuple, currency: str) -> str:
     """One fact of an explanation walk (screener/rules/explain.py) as words."""
-    kind, _, node = fact[0], fact[1], fact[2]
+    kind, node = fact[0], fact[2]
     if kind == "cmp":
-        left, right, held = fact[3], fact[4], fact[5]
-        u = unit(node.left) or unit(node.right)
-        words = (_OP_WORDS if held else _NOT_OP_WORDS)[node.op]
-        text = f"{name(node.left)} {number(left, u, currency)} is {words} {number(right, u, currency)}"
-        return text if isinstance(node.right, ir.Const) else f"{text} ({name(node.right)})"
+        left, u, words, right = _cmp_parts(node, fact[5])
+        return f"{left} {number(fact[3], u, currency)} is {words} {number(fact[4], u, currency)}{right}"
     if kind == "str":
         return _str_fact(node, fact[3], fact[4], fact[5])
     if kind == "missing":

@@ -12,7 +12,7 @@ from screener.kernels.hashing import seeded_uniform_reference
 from screener.pipeline.batch import LANE_NAMES, ParcelBatch, Reason, ScreenResult
 from screener.rules.columnar import Columns
 from screener.rules.compiler import KernelSource, generate, load_kernel
-from screener.rules.explain import ColumnView, explain_rule, noisy_or_shares
+from screener.rules.explain import explain_rule_many, noisy_or_shares
 from screener.rules.interpreter import Interpreter
 from screener.rules.lookups import LookupState
 from screener.rules.pack import Pack, load_pack
@@ -123,16 +123,15 @@ class PackScreener:
         for r in np.flatnonzero(fired.any(axis=1)).tolist():
             rule = self.rules[r]
             at = np.flatnonzero(fired[r])
-            cols = Columns(batch, rows[at], memo)
-            cols.value(rule.ir)
+            positions = at.tolist()
+            values, facts = explain_rule_many(rule, Columns(batch, rows[at], memo), [now[p] for p in positions])
             floor = LANE_NAMES[rule.lane_floor] if rule.lane_floor else None
-            share = shares[r]
-            for p, pos in enumerate(at.tolist()):
-                values, facts = explain_rule(rule, ColumnView(cols, p, now[pos]), True)
+            share = shares[r][at].tolist()
+            for pos, v, f, c in zip(positions, values, facts, share):
                 if floor:
-                    values["lane_floor"] = floor
-                text = reason_text(rule.description, facts, currencies[pos], n_items[pos], floor)
-                out[pos].append(Reason(rule.id, float(share[pos]), values, rule.description, text))
+                    v["lane_floor"] = floor
+                text = reason_text(rule.description, f, currencies[pos], n_items[pos], floor)
+                out[pos].append(Reason(rule.id, c, v, rule.description, text))
         for pos in np.flatnonzero(result.random[rows]).tolist():
             draw = seeded_uniform_reference(int(batch.parcel_hash[rows[pos]]), self.pack.seed)
             out[pos].append(Reason("random", 0.0, {"rate": self.pack.random_rate, "draw": round(draw, 6)},

@@ -1,0 +1,121 @@
+"""Cost of reasons per explained parcel: columnar explain_many against the per-parcel interpreter trace.
+
+Run `python -m benchmarks.explain [--parcels N] [--fraud-scale S]`. Traffic is the synthetic generator's,
+through the worker's own decoder and column builder, with planted fraud scaled up so that most
+parcels hit a rule (fraud_scale 25: about nine in ten); the pack is the default one. Figures, all
+per explained parcel (a parcel with a hit or a random pick), best of several repeats in one process:
+
+- `before_us`: what `PackScreener.explain` cost until now, one interpreter trace per fired rule of
+  each parcel plus its `because` lines (timed on a slice: it is slow);
+- `after_us`: `explain_many` over all explained parcels of the batch (values, wording, Reason objects);
+- `columns_us`: the numpy evaluation alone (columnar.py), `summary_us`: one flagged record's summary line.
+Writes benchmarks/explain-results.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import orjson
+
+RESULTS = Path(__file__).resolve().parent / "explain-results.json"
+
+
+def generated_batch(parcels: int, fraud_scale: float, seed: int = 1):
+    """A ParcelBatch of generator parcels (decoded and validated as the worker does it)."""
+    from screener.generator import GeneratorConfig, ManifestGenerator
+    from screener.pipeline.columns import BatchBuilder
+    from screener.pipeline.decode import RawMessage, decode
+
+    per = 500
+    gen = ManifestGenerator(GeneratorConfig(manifests=max(1, parcels // per), parcels_per_manifest=per, seed=seed,
+                                            fraud_scale=fraud_scale))
+    msgs = [decode(RawMessage(orjson.dumps(m)), 1 << 24) for m in gen.manifests()]
+    batch, _ = BatchBuilder().build(msgs)
+    return batch
+
+
+def best_of(fn, repeats: int) -> float:
+    """Shortest wall time of `repeats` calls."""
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def interpreter_reasons(screener, batch, result, indices) -> None:
+    """The previous explain: trace each fired rule of each parcel with the reference interpreter."""
+    from screener.rules.explain import noisy_or_contributions, rule_values
+
+    for i in indices.tolist():
+        fired = screener.fired_rules(result, i)
+        noisy_or_contributions([screener.rules[r].weight for r in fired])
+        for r in fired:
+            _, trace = screener.interpreter.trace(batch, i, screener.rules[r])
+            rule_values(screener.rules[r], trace, True)
+
+
+def columns_only(screener, batch, result, indices) -> None:
+    """The numpy part of explain_many alone: every fired rule over the parcels it fired for."""
+    from screener.rules.columnar import Columns
+
+    memo: dict = {}
+    hits = result.hits[indices]
+    for r, rule in enumerate(screener.rules):
+        at = np.flatnonzero((hits[:, r >> 6] >> np.uint64(r & 63)) & np.uint64(1))
+        if len(at):
+            Columns(batch, indices[at], memo).value(rule.ir)
+
+
+def run(parcels: int = 32_000, fraud_scale: float = 25.0, repeats: int = 5, slice_parcels: int = 2_000) -> dict:
+    """Measure and return the figures (see the module docstring)."""
+    from screener.pipeline.batch import LANE_NAMES
+    from screener.pipeline.screening import load_screener
+    from screener.rules.reasons import summary
+
+    gc.set_threshold(200_000, 20, 50)     # as the worker runs (screener/kafka/worker.py)
+    screener = load_screener("rules/default.toml")
+    batch = generated_batch(parcels, fraud_scale)
+    result = screener.screen(batch)
+    explained = np.flatnonzero(result.hits.any(axis=1) | result.random)
+    reasons = screener.explain_many(batch, result, explained)          # warm-up
+    k = len(explained)
+    part = explained[:slice_parcels]
+    before = best_of(lambda: interpreter_reasons(screener, batch, result, part), max(1, repeats // 2)) / len(part)
+    after = best_of(lambda: screener.explain_many(batch, result, explained), repeats) / k
+    cols = best_of(lambda: columns_only(screener, batch, result, explained), repeats) / k
+    lanes = [LANE_NAMES[x] for x in result.lane[explained].tolist()]
+    scores = result.score[explained].tolist()
+    summ = best_of(lambda: [summary(ln, s, rs) for ln, s, rs in zip(lanes, scores, reasons)], repeats) / k
+    return {
+        "parcels": batch.n, "explained_parcels": k, "explained_share": round(k / batch.n, 3),
+        "reasons_per_explained_parcel": round(sum(map(len, reasons)) / k, 2),
+        "before_us": round(before * 1e6, 2), "after_us": round(after * 1e6, 2),
+        "columns_us": round(cols * 1e6, 2), "summary_us": round(summ * 1e6, 2),
+        "speedup": round(before / after, 1),
+        "example_summary": summary(lanes[0], scores[0], reasons[0]),
+    }
+
+
+def main() -> None:
+    """Command line: measure, print and write benchmarks/explain-results.json."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--parcels", type=int, default=32_000)
+    ap.add_argument("--fraud-scale", type=float, default=25.0)
+    ap.add_argument("--repeats", type=int, default=5)
+    args = ap.parse_args()
+    out = run(args.parcels, args.fraud_scale, args.repeats)
+    text = json.dumps(out, indent=2)
+    print(text)
+    RESULTS.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
