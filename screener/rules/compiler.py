@@ -5,6 +5,15 @@ field names from a fixed catalogue, numbers and lookup column indices). Everythi
 rather than structure -- weights, lane floors, validity dates, thresholds, random rate and seed,
 reference tables -- is passed in arrays, so changing it needs no recompile.
 
+Rules of the same *shape* share code: a rule's condition is generated with its numeric constants
+and lookup column indices read from parameter arrays (`PF[q, k]`, `PI[q, k]` for rule instance q)
+instead of written as literals, so `declared_value > 1000` and `declared_value > 2000` (or two
+`startswith` over different prefix lists) produce the same text, and one block of code loops over
+every rule of that shape. Numba's compile time grows with the code it compiles, so it now grows
+with the number of distinct shapes, not of rules; a pack of 1,000 rules built from a few dozen
+shapes compiles like a pack of a few dozen rules. The parameter arrays are module globals of the
+generated source (Numba freezes them into the machine code).
+
 Caching: the source is written to `<cache_dir>/rules_kernel_<key>.py`, key = hash of the source,
 compiler version, Numba version and the hashing kernel it calls, and compiled with
 `cache=True`, so Numba keeps the machine code beside it in `__pycache__`. A second process
@@ -26,7 +35,7 @@ import numba
 from screener.rules import ir
 from screener.rules.lookups import LookupPlan
 
-COMPILER_VERSION = "1"
+COMPILER_VERSION = "2"
 _HASHING_SOURCE = Path(__file__).resolve().parent.parent / "kernels" / "hashing.py"
 _LOCK = threading.Lock()
 _LOADED: dict[str, object] = {}
@@ -65,12 +74,44 @@ class _Emitter:
         self.n = 0
         self.prelude: list[str] = []          # hoisted parcel-level derived fields
         self.hoisted: set[str] = set()
+        self.hoisting = False                 # emitting hoisted derived fields (shared, not per rule)
+        self.hoisted_n = 0                    # their temporaries, numbered on their own
         self.cols = {"S": [], "N": [], "IS": [], "IN": []}
+        # The current rule's parameters (numbers, column indices); None while emitting shared code
+        # (hoisted derived fields), whose constants stay literals.
+        self.floats: list[float] | None = None
+        self.ints: list[int] | None = None
 
     def tmp(self, prefix: str) -> str:
-        """A fresh local variable name."""
+        """A fresh local variable name; `_@` becomes the shape block's number (names unique per block)."""
+        if self.hoisting:
+            self.hoisted_n += 1
+            return f"{prefix}{self.hoisted_n}_d"
         self.n += 1
-        return f"{prefix}{self.n}"
+        return f"{prefix}{self.n}_@"
+
+    def fparam(self, value: float) -> str:
+        """A rule's numeric constant: read from PF for this rule instance (a literal in shared code)."""
+        if self.floats is None:
+            return f"({float(value)!r})"
+        self.floats.append(float(value))
+        return f"PF[q, {len(self.floats) - 1}]"
+
+    def iparam(self, value: int) -> str:
+        """A rule's lookup column index (or pair table number): read from PI for this rule instance."""
+        if self.ints is None:
+            return str(int(value))
+        self.ints.append(int(value))
+        return f"PI[q, {len(self.ints) - 1}]"
+
+    def rule(self, cond: ir.Node) -> tuple[str, list[str], list[float], list[int]]:
+        """A rule's condition as (result expression, statements, float params, int params); its shape is the text."""
+        self.n, self.floats, self.ints = 0, [], []
+        body: list[str] = []
+        x = self.expr(cond, body, 3)
+        floats, ints = self.floats, self.ints
+        self.floats = self.ints = None
+        return x, body, floats, ints
 
     def col(self, kind: str, column: str) -> str:
         """Kernel argument name of a batch column, registering it."""
@@ -94,7 +135,7 @@ class _Emitter:
         if isinstance(node, ir.Const):
             if isinstance(node.value, bool):
                 return "True" if node.value else "False"
-            return f"({float(node.value)!r})"
+            return self.fparam(node.value)
         if isinstance(node, ir.NumField):
             if node.level == "item":
                 return f"{self.col('IN', node.column)}[j]"
@@ -106,8 +147,12 @@ class _Emitter:
                 return self.expr(node.expr, out, ind)
             name = f"d_{node.name}"
             if node.name not in self.hoisted:
+                # Shared by every rule of the chunk: literal constants, names numbered apart from rules'.
+                saved = (self.floats, self.ints, self.hoisting)
+                self.floats, self.ints, self.hoisting = None, None, True
                 value = self.expr(node.expr, self.prelude, 2)
                 self.prelude.append("        " + f"{name} = {value}")
+                self.floats, self.ints, self.hoisting = saved
                 self.hoisted.add(node.name)
             return name
         if isinstance(node, ir.Unary):
@@ -156,8 +201,8 @@ class _Emitter:
         if isinstance(node, ir.StrTest):
             vp = self.plan.vocab(node.arg.vocab)
             if not node.pred.timed:
-                return f"(B_{vp.name}[{self.code(node.arg)}, {vp.bool_col(node.pred)}] != 0)"
-            c = vp.timed_col(node.pred)
+                return f"(B_{vp.name}[{self.code(node.arg)}, {self.iparam(vp.bool_col(node.pred))}] != 0)"
+            c = self.iparam(vp.timed_col(node.pred))
             t, cv, k = self.tmp("b"), self.tmp("c"), self.tmp("k")
             put(f"{cv} = {self.code(node.arg)}")
             put(f"{t} = False")
@@ -168,19 +213,20 @@ class _Emitter:
             return t
         if isinstance(node, ir.StrNum):
             vp = self.plan.vocab(node.arg.vocab)
-            return f"F_{vp.name}[{self.code(node.arg)}, {vp.float_col(node.fn)}]"
+            return f"F_{vp.name}[{self.code(node.arg)}, {self.iparam(vp.float_col(node.fn))}]"
         if isinstance(node, ir.Band):
             vp = self.plan.vocab(node.hs.vocab)
-            start = vp.float_col(("band", node.table, node.which), width=len(node.table.origins) + 1)
+            start = self.iparam(vp.float_col(("band", node.table, node.which), width=len(node.table.origins) + 1))
             if node.origin is None:
                 return f"F_{vp.name}[{self.code(node.hs)}, {start}]"
             vo = self.plan.vocab(node.origin.vocab)
-            oc = vo.int_col(("keys", node.table.origins))
+            oc = self.iparam(vo.int_col(("keys", node.table.origins)))
             return f"F_{vp.name}[{self.code(node.hs)}, {start} + I_{vo.name}[{self.code(node.origin)}, {oc}]]"
         if isinstance(node, ir.PairIn):
-            p = self.plan.pair_index(node.table)
+            p = self.iparam(self.plan.pair_index(node.table))
             va, vb = self.plan.vocab(node.a.vocab), self.plan.vocab(node.b.vocab)
-            ca, cb = va.int_col(("keys", node.table.keys(0))), vb.int_col(("keys", node.table.keys(1)))
+            ca = self.iparam(va.int_col(("keys", node.table.keys(0))))
+            cb = self.iparam(vb.int_col(("keys", node.table.keys(1))))
             return (f"(PAIRS[PAIR_META[{p}, 0] + I_{va.name}[{self.code(node.a)}, {ca}] * PAIR_META[{p}, 1]"
                     f" + I_{vb.name}[{self.code(node.b)}, {cb}]] != 0)")
         if isinstance(node, ir.SameString):
@@ -188,7 +234,7 @@ class _Emitter:
             va, vb = self.plan.vocab(node.a.vocab), self.plan.vocab(node.b.vocab)
             if va is vb:   # one vocabulary (possibly shared by both fields): equal strings, equal codes
                 return f"({self.code(node.a)} {op} {self.code(node.b)})"
-            ca, cb = va.int_col(("canon",)), vb.int_col(("canon",))
+            ca, cb = self.iparam(va.int_col(("canon",))), self.iparam(vb.int_col(("canon",)))
             return f"(I_{va.name}[{self.code(node.a)}, {ca}] {op} I_{vb.name}[{self.code(node.b)}, {cb}])"
         if isinstance(node, ir.Quant):
             return self._quant(node, out, ind)
@@ -220,10 +266,10 @@ class _Emitter:
         return v
 
 
-# Packs larger than this are split into chunk functions of this many rules, each one pass over
-# the batch: Numba's compile time grows faster than linearly with a function's size (200 rules:
-# 37 s in one function, 19 s in chunks of 50), so chunks keep it linear. Small packs stay one pass.
-CHUNK_RULES = 48
+# A chunk function holds at most this many distinct rule shapes; bigger packs are split into chunk
+# functions (one pass over the batch each) because Numba's compile time grows faster than
+# linearly with a function's size. Small packs stay one pass.
+CHUNK_SHAPES = 48
 
 _LOOP_HEAD = ["    for i in range(n):",
               "        now = event_time[i]",
@@ -231,19 +277,69 @@ _LOOP_HEAD = ["    for i in range(n):",
               "        i1 = item_offsets[i + 1]"]
 
 
-def _rules_body(em: _Emitter, rules: list[tuple[int, str, ir.Node]], first: int) -> list[str]:
-    """Statements that store each rule's condition for parcel i into fired[r - first].
+@dataclass
+class _Chunk:
+    """Consecutive rules compiled into one pass: their distinct shapes, in order of first appearance."""
 
-    Only the condition is generated per rule; validity dates, hit bits, score and lane floor
-    are one generic loop (_BOOKKEEPING): Numba's compile time is per typed operation, and
-    per-rule bookkeeping was about half of every rule's operations.
+    first: int
+    last: int = -1
+    shapes: dict = field(default_factory=dict)   # shape text -> (result expression, statements, [instance])
+
+
+def _chunks(em_for, conditions: list[tuple[str, ir.Node]], chunk_shapes: int) -> list[tuple[_Chunk, object]]:
+    """Rules split into chunks of consecutive rules with at most `chunk_shapes` distinct shapes each."""
+    out: list[tuple[_Chunk, object]] = []
+    for r, (_rule_id, cond) in enumerate(conditions):
+        if not out:
+            out.append((_Chunk(r), em_for()))
+        chunk, em = out[-1]
+        x, body, floats, ints = em.rule(cond)
+        key = "\n".join(body) + "\n=" + x
+        if key not in chunk.shapes and len(chunk.shapes) >= chunk_shapes:
+            out.append((_Chunk(r), em_for()))
+            chunk, em = out[-1]
+            x, body, floats, ints = em.rule(cond)   # again: the new chunk hoists its own derived fields
+            key = "\n".join(body) + "\n=" + x
+        chunk.shapes.setdefault(key, (x, body, []))[2].append((r, floats, ints))
+        chunk.last = r
+    return out
+
+
+def _shape_blocks(chunk: _Chunk, base: int) -> list[str]:
+    """Statements storing the condition of every rule of the chunk for parcel i into fired[r - first].
+
+    One block per shape, looping over that shape's rule instances q (SHAPES[base + s] ..
+    SHAPES[base + s + 1]); only the condition is generated, validity dates, hit bits, score and
+    lane floor are one generic loop (_BOOKKEEPING).
     """
-    body: list[str] = []
-    for r, rule_id, cond in rules:
-        body.append(f"        # rule {r}: {rule_id}")
-        x = em.expr(cond, body, 2)
-        body.append(f"        fired[{r - first}] = {x}")
-    return body
+    lines: list[str] = []
+    for s, (x, body, instances) in enumerate(chunk.shapes.values()):
+        ids = ", ".join(str(r) for r, _, _ in instances[:4]) + (", ..." if len(instances) > 4 else "")
+        lines.append(f"        # shape {base + s}: rules {ids}")
+        lines.append(f"        for q in range(SHAPES[{base + s}], SHAPES[{base + s + 1}]):")
+        lines += [line.replace("_@", f"_{base + s}") for line in body]
+        lines.append(f"            fired[SHAPE_RULE[q] - first] = {x.replace('_@', f'_{base + s}')}")
+    return lines
+
+
+def _param_globals(parts: list[tuple[_Chunk, object]]) -> list[str]:
+    """Module globals of the shape blocks: instance bounds per shape, rule per instance, PF and PI rows."""
+    bounds, rules, floats, ints = [0], [], [], []
+    for chunk, _ in parts:
+        for _, _, instances in chunk.shapes.values():
+            for r, f, i in instances:
+                rules.append(r)
+                floats.append(f)
+                ints.append(i)
+            bounds.append(len(rules))
+    width_f = max([1] + [len(f) for f in floats])
+    width_i = max([1] + [len(i) for i in ints])
+    pf = [f + [0.0] * (width_f - len(f)) for f in floats]
+    pi = [i + [0] * (width_i - len(i)) for i in ints]
+    return [f"SHAPES = np.array({bounds!r}, dtype=np.int64)",
+            f"SHAPE_RULE = np.array({rules!r}, dtype=np.int64)",
+            f"PF = np.array({pf!r}, dtype=np.float64).reshape({len(pf)}, {width_f})",
+            f"PI = np.array({pi!r}, dtype=np.int64).reshape({len(pi)}, {width_i})"]
 
 
 _BOOKKEEPING = [
@@ -276,19 +372,21 @@ _LANES = [
 _DECORATOR = '@njit({sig}, cache=True, nogil=True, error_model="numpy", boundscheck=False)'
 
 
-def generate(conditions: list[tuple[str, ir.Node]], chunk_rules: int = CHUNK_RULES) -> KernelSource:
-    """Kernel source for the enabled rules of a pack, in bit order (rule k -> bit k of the mask)."""
+def generate(conditions: list[tuple[str, ir.Node]], chunk_shapes: int = CHUNK_SHAPES) -> KernelSource:
+    """Kernel source for the enabled rules of a pack, in bit order (rule k -> bit k of the mask).
+
+    `chunk_shapes` bounds the distinct rule shapes per chunk function (tests lower it to force chunks).
+    """
     plan = LookupPlan()
     cols: dict[str, list[str]] = {"S": [], "N": [], "IS": [], "IN": []}
     words = max(1, (len(conditions) + 63) // 64)
-    indexed = [(r, rule_id, cond) for r, (rule_id, cond) in enumerate(conditions)]
-    groups = [indexed[k:k + chunk_rules] for k in range(0, len(indexed), chunk_rules)] or [[]]
-    parts = []
-    for group in groups:
+
+    def emitter() -> _Emitter:
         em = _Emitter(plan)
         em.cols = cols                     # one set of kernel arguments for all chunks
-        first = group[0][0] if group else 0
-        parts.append((group, first, em.prelude, _rules_body(em, group, first)))
+        return em
+
+    parts = _chunks(emitter, conditions, chunk_shapes) or [(_Chunk(0), emitter())]
     args = (["event_time", "parcel_hash", "item_offsets"]
             + [f"S_{c}" for c in cols["S"]] + [f"N_{c}" for c in cols["N"]]
             + [f"IS_{c}" for c in cols["IS"]] + [f"IN_{c}" for c in cols["IN"]]
@@ -303,24 +401,30 @@ def generate(conditions: list[tuple[str, ir.Node]], chunk_rules: int = CHUNK_RUL
     signature = f"void({', '.join(types + ['uint8[::1]', 'float64[::1]', 'uint64[:, ::1]', 'boolean[::1]'])})"
     lines = ['"""Generated by screener.rules.compiler from a rule pack\'s IR. Do not edit."""',
              "import numpy as np", "from numba import njit", "from screener.kernels.hashing import seeded_uniform",
-             "", f"SIGNATURE = {signature!r}"]
+             "", f"SIGNATURE = {signature!r}"] + _param_globals(parts)
+    bases, base = [], 0
+    for chunk, _ in parts:
+        bases.append(base)
+        base += len(chunk.shapes)
     if len(parts) == 1:
-        group, first, prelude, body = parts[0]
+        (chunk, em), = parts
         lines += ["", "", _DECORATOR.format(sig="SIGNATURE"), f"def kernel({', '.join(args + outputs)}):",
-                  "    n = event_time.shape[0]", f"    fired = np.zeros({len(group)}, np.bool_)", "    first = 0"]
-        lines += _LOOP_HEAD + prelude + body + ["        keep = 1.0", "        floor = 0"]
+                  "    n = event_time.shape[0]", f"    fired = np.zeros({chunk.last - chunk.first + 1}, np.bool_)",
+                  "    first = 0"]
+        lines += _LOOP_HEAD + em.prelude + _shape_blocks(chunk, 0) + ["        keep = 1.0", "        floor = 0"]
         lines += [f"        out_hits[i, {w}] = 0" for w in range(words)]
         lines += _BOOKKEEPING + _LANES
     else:
         chunk_sig = f"void({', '.join(types + ['float64[::1]', 'int64[::1]', 'uint64[:, ::1]'])})"
         lines.append(f"CHUNK_SIGNATURE = {chunk_sig!r}")
-        for c, (group, first, prelude, body) in enumerate(parts):
+        for c, ((chunk, em), b) in enumerate(zip(parts, bases)):
             lines += ["", "", _DECORATOR.format(sig="CHUNK_SIGNATURE"),
                       f"def chunk{c}({', '.join(args)}, acc_keep, acc_floor, out_hits):",
-                      f'    """Rules {group[0][0]}..{group[-1][0]} over every parcel of the batch."""',
-                      "    n = event_time.shape[0]", f"    fired = np.zeros({len(group)}, np.bool_)",
-                      f"    first = {first}"]
-            lines += _LOOP_HEAD + prelude + body + ["        keep = acc_keep[i]", "        floor = acc_floor[i]"]
+                      f'    """Rules {chunk.first}..{chunk.last} over every parcel of the batch."""',
+                      "    n = event_time.shape[0]", f"    fired = np.zeros({chunk.last - chunk.first + 1}, np.bool_)",
+                      f"    first = {chunk.first}"]
+            lines += _LOOP_HEAD + em.prelude + _shape_blocks(chunk, b)
+            lines += ["        keep = acc_keep[i]", "        floor = acc_floor[i]"]
             lines += _BOOKKEEPING + ["        acc_keep[i] = keep", "        acc_floor[i] = floor"]
         lines += ["", "", _DECORATOR.format(sig="SIGNATURE"), f"def kernel({', '.join(args + outputs)}):",
                   "    n = event_time.shape[0]", "    acc_keep = np.ones(n)", "    acc_floor = np.zeros(n, np.int64)",
