@@ -34,6 +34,7 @@ class Settings:
     # Worker processes of `screener worker` (0 = one per core).
     processes: int = 0
     pack: str = "rules/default.toml"
+    model: str = ""  # model directory from `screener train`; empty = rules only
     # Group timing: Faust's defaults made a new worker wait 32 s for its first event and
     # 111 s to resume after a SIGKILL on the embedded broker; these give 5 s and 14 s.
     broker_session_timeout: float = 6.0

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, ProcessCollector, start_http_server
 
 from screener.pipeline.columns import PARCEL_REASONS
 
@@ -27,7 +27,24 @@ LANES = ("green", "yellow", "red")
 MESSAGE_OUTCOMES = ("ok", "dead_letter")
 # Whole-message reason codes (manifest.py, pipeline.py); parcel-level ones come from columns.py.
 MESSAGE_DEAD_LETTER_REASONS = ("empty_message", "too_large", "not_json", "not_object", "unknown_schema_version",
-                               "bad_manifest", "internal_error")
+                               "bad_manifest", "too_many_bad_parcels", "output_too_large", "internal_error")
+
+
+def histogram_quantile(q: float, buckets: Mapping[float, float]) -> float:
+    """Quantile q of a cumulative histogram, interpolated within a bucket as Prometheus does; NaN if empty."""
+    bounds = sorted(buckets)
+    if not bounds or buckets[bounds[-1]] <= 0:
+        return math.nan
+    rank = q * buckets[bounds[-1]]
+    lower, below = 0.0, 0.0
+    for upper in bounds:
+        count = buckets[upper]
+        if count >= rank:
+            if math.isinf(upper):
+                return lower
+            return lower + (upper - lower) * (rank - below) / (count - below) if count > below else upper
+        lower, below = upper, count
+    return lower
 
 
 @dataclass
@@ -133,11 +150,30 @@ class PipelineMetrics:
         self.drain = Gauge("screener_drain_seconds",
                            "Seconds to empty the lag at capacity minus arrival rate; 0 with no lag, "
                            "+Inf when capacity <= arrival rate, NaN before any batch.", registry=r)
+        self.lag_parcels = Gauge("screener_consumer_lag_parcels",
+                                 "Parcels not yet screened: lag in messages times mean parcels per message of "
+                                 "recent batches; NaN before any batch.", registry=r)
+        self.latency_recent = Gauge("screener_publish_to_decision_recent_seconds",
+                                    "Publish-to-decision latency quantile over the last few minutes "
+                                    "(DEFAULT_WINDOW_S of screener.ops.observability); NaN with no decision "
+                                    "in the window.", ["quantile"], registry=r)
+        self.broker_up = Gauge("screener_broker_up",
+                               "1 if a bootstrap broker answered the last metadata probe, 0 if not; NaN before "
+                               "the first probe.", ["bootstrap"], registry=r)
+        self.broker_last_contact = Gauge("screener_broker_last_contact_timestamp_seconds",
+                                         "Unix time of the last successful broker probe; 0 before one.",
+                                         ["bootstrap"], registry=r)
+        self.broker_down_since = Gauge("screener_broker_down_since_timestamp_seconds",
+                                       "Unix time since which the broker has been unreachable; 0 while reachable.",
+                                       ["bootstrap"], registry=r)
+        self.build_info = Info("screener_build", "Version of the screener and the rule pack this worker runs.",
+                               registry=r)
         self.state_entries = Gauge("screener_state_entries", "Entries held in worker state, by kind and name.",
                                    ["kind", "name"], registry=r)
-        for gauge in (self.capacity, self.headroom, self.drain):
+        for gauge in (self.capacity, self.headroom, self.drain, self.lag_parcels):
             gauge.set(math.nan)
         self._partitions: set[tuple[str, str]] = set()
+        self._lag_messages = 0.0
 
     def observe_batch(self, outcome: BatchOutcome, seconds: float, input_timestamps_ms: list[int]) -> None:
         """Record one processed batch."""
@@ -176,6 +212,7 @@ class PipelineMetrics:
             self.highwater.labels(*key).set(highwater)
             self.committed.labels(*key).set(committed)
             self.lag.labels(*key).set(max(0, highwater - committed))
+        self._lag_messages = float(sum(max(0, hw - c) for hw, c in offsets.values()))
         # A revoked partition belongs to another worker now; keeping its last lag would count it twice.
         for key in self._partitions - seen:
             for gauge in (self.lag, self.highwater, self.committed):
@@ -191,6 +228,29 @@ class PipelineMetrics:
         self.capacity.set(capacity)
         self.headroom.set(headroom)
         self.drain.set(drain_seconds)
+        ppm = self.stats.w_n / self.stats.w_msgs if self.stats.w_msgs > 0 else math.nan
+        self.lag_parcels.set(self._lag_messages * ppm)
+
+    def set_recent_latency(self, quantiles: Mapping[float, float]) -> None:
+        """Export latency quantiles over the recent window, e.g. {0.5: 0.08, 0.99: 0.21}."""
+        for q, seconds in quantiles.items():
+            self.latency_recent.labels(f"{q:g}").set(seconds)
+
+    def latency_counts(self) -> dict[float, float]:
+        """Cumulative latency histogram now: upper bound -> observations at or below it."""
+        return {float(s.labels["le"]): s.value for metric in self.latency.collect() for s in metric.samples
+                if s.name.endswith("_bucket")}
+
+    def set_broker(self, bootstrap: str, *, up: bool | None, last_contact: float | None,
+                   down_since: float | None) -> None:
+        """Export broker reachability (None = not probed yet / never / not down)."""
+        self.broker_up.labels(bootstrap).set(math.nan if up is None else float(up))
+        self.broker_last_contact.labels(bootstrap).set(last_contact or 0.0)
+        self.broker_down_since.labels(bootstrap).set(down_since or 0.0)
+
+    def set_build_info(self, **labels: str) -> None:
+        """Export screener_build_info{version, ruleset, ruleset_version, ...} = 1."""
+        self.build_info.info(labels)
 
     def set_state_sizes(self, kind: str, sizes: Iterable[tuple[str, int]]) -> None:
         """Export the number of entries of each named piece of state of one kind."""

@@ -17,7 +17,11 @@ The derived figures, all per worker (Prometheus sums them per job, see deploy/pr
   below the plain parcels per busy second; plain ratio when batch sizes are too alike to fit;
 - headroom: capacity / required peak rate;
 - drain time: lag / (capacity - arrival rate), in messages; 0 with no lag; +Inf when capacity
-  <= arrival rate and there is lag (the backlog never drains); NaN before the first batch.
+  <= arrival rate and there is lag (the backlog never drains); NaN before the first batch;
+- lag in parcels: lag in messages times the mean parcels per message of recent batches;
+- recent latency: p50/p99 of publish-to-decision latency over the last `RECENT_WINDOW_S`, from the
+  difference of two snapshots of the cumulative histogram (the histogram itself covers the whole
+  life of the worker, where one old pause would hold p99 up for hours).
 """
 
 from __future__ import annotations
@@ -30,12 +34,14 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sized
 from typing import Any, Protocol
 
-from screener.ops.metrics import BatchStats, PipelineMetrics
+from screener.ops.metrics import BatchStats, PipelineMetrics, histogram_quantile
 
 log = logging.getLogger(__name__)
 
 DEFAULT_INTERVAL_S = 5.0
 DEFAULT_WINDOW_S = 60.0
+RECENT_WINDOW_S = 300.0
+RECENT_QUANTILES = (0.5, 0.99)
 # Below this many batches, or with batch sizes this alike (coefficient of variation), the fixed and
 # per-parcel costs cannot be told apart and capacity is the plain parcels per busy second.
 MIN_BATCHES_FOR_FIT = 20
@@ -102,6 +108,8 @@ class KeepUpSampler:
         # (time, parcels screened so far, {tp: highwater}) per sample, oldest first.
         self._samples: deque[tuple[float, float, dict[tuple[str, int], int]]] = deque()
         self._lag: float = 0.0
+        # (time, cumulative latency histogram) per sample, for the recent-latency quantiles.
+        self._latency: deque[tuple[float, dict[float, float]]] = deque()
 
     async def sample(self) -> None:
         """Read offsets (if a reader is set) and update every keep-up gauge; never raises."""
@@ -146,7 +154,17 @@ class KeepUpSampler:
             headroom=capacity / self.required_peak if self.required_peak > 0 else math.nan,
             drain_seconds=drain_seconds(self._lag, capacity_msgs, arrival_msgs),
         )
+        self._export_recent_latency(now)
         self._export_state()
+
+    def _export_recent_latency(self, now: float) -> None:
+        counts = self.metrics.latency_counts()
+        self._latency.append((now, counts))
+        while len(self._latency) > 2 and now - self._latency[1][0] >= RECENT_WINDOW_S:
+            self._latency.popleft()
+        _, old = self._latency[0]
+        window = {le: n - old.get(le, 0.0) for le, n in counts.items()}
+        self.metrics.set_recent_latency({q: histogram_quantile(q, window) for q in RECENT_QUANTILES})
 
     def _arrival_messages(self, now: float, highwaters: dict[tuple[str, int], int]) -> float:
         """Messages/s added to the partitions, each measured from the oldest sample in the window that has it.

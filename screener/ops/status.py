@@ -1,12 +1,15 @@
 """`screener status`: read the workers' /metrics and say in one table whether the screener keeps up.
 
 The pure part (`parse_worker`, `fleet`, `verdict`) turns exposition text into figures and words and
-is unit-tested; the command only fetches the pages and prints.
+is unit-tested; the command only fetches the pages and prints. Every figure is recent: rates over
+the sampler's last minute, latency quantiles over its last five minutes
+(`screener_publish_to_decision_recent_seconds`), never since the worker started.
 """
 
 from __future__ import annotations
 
 import math
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -17,13 +20,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 from rich.table import Table
 
+from screener.ops.metrics import histogram_quantile
+
 DEFAULT_METRICS_URL = "http://127.0.0.1:9100/metrics"
 # Same lines as deploy/prometheus/rules/screener-alerts.yml.
 HEADROOM_ALERT = 1.5
 DRAIN_ALERT_S = 900.0
 LATENCY = "screener_publish_to_decision_seconds"
 
-EXIT_KEEPS_UP, EXIT_BEHIND, EXIT_UNKNOWN = 0, 1, 2
+EXIT_KEEPS_UP, EXIT_BEHIND, EXIT_UNKNOWN, EXIT_BROKER_DOWN = 0, 1, 2, 3
 
 
 @dataclass
@@ -39,9 +44,14 @@ class WorkerView:
     daily_volume: float = math.nan
     peak_factor: float = math.nan
     lag: float = 0.0
+    lag_parcels: float = math.nan
     drain: float = math.nan
     parcels: float = 0.0
-    # Cumulative latency histogram: upper bound -> count of observations at or below it.
+    p50: float = math.nan
+    p99: float = math.nan
+    # Broker reachability as the worker's probe sees it: bootstrap -> (up 1/0/NaN, down since, unix s).
+    brokers: dict[str, tuple[float, float]] = field(default_factory=dict)
+    # Cumulative latency histogram since start: only the fallback for workers without recent quantiles.
     latency_buckets: dict[float, float] = field(default_factory=dict)
 
 
@@ -61,7 +71,9 @@ GAUGES = {
     "screener_daily_volume_parcels": "daily_volume",
     "screener_peak_factor": "peak_factor",
     "screener_drain_seconds": "drain",
+    "screener_consumer_lag_parcels": "lag_parcels",
 }
+RECENT_LATENCY = "screener_publish_to_decision_recent_seconds"
 
 
 def parse_worker(url: str, text: str) -> WorkerView:
@@ -75,26 +87,22 @@ def parse_worker(url: str, text: str) -> WorkerView:
                 view.lag += s.value
             elif s.name == "screener_parcels_total":
                 view.parcels += s.value
+            elif s.name == RECENT_LATENCY and s.labels.get("quantile") in ("0.5", "0.99"):
+                setattr(view, "p50" if s.labels["quantile"] == "0.5" else "p99", float(s.value))
             elif s.name == LATENCY + "_bucket":
                 view.latency_buckets[float(s.labels["le"])] = s.value
+            elif s.name in ("screener_broker_up", "screener_broker_down_since_timestamp_seconds"):
+                up, since = view.brokers.get(s.labels["bootstrap"], (math.nan, 0.0))
+                view.brokers[s.labels["bootstrap"]] = ((float(s.value), since) if s.name == "screener_broker_up"
+                                                       else (up, float(s.value)))
+    if not any(name == RECENT_LATENCY for name in _names(text)):
+        view.p50 = histogram_quantile(0.5, view.latency_buckets)
+        view.p99 = histogram_quantile(0.99, view.latency_buckets)
     return view
 
 
-def histogram_quantile(q: float, buckets: dict[float, float]) -> float:
-    """Quantile q of a cumulative histogram, interpolated within a bucket as Prometheus does."""
-    bounds = sorted(buckets)
-    if not bounds or buckets[bounds[-1]] <= 0:
-        return math.nan
-    rank = q * buckets[bounds[-1]]
-    lower, below = 0.0, 0.0
-    for upper in bounds:
-        count = buckets[upper]
-        if count >= rank:
-            if math.isinf(upper):
-                return lower
-            return lower + (upper - lower) * (rank - below) / (count - below) if count > below else upper
-        lower, below = upper, count
-    return lower
+def _names(text: str) -> set[str]:
+    return {family.name for family in text_string_to_metric_families(text)}
 
 
 @dataclass
@@ -109,6 +117,7 @@ class Fleet:
     daily_volume: float
     peak_factor: float
     lag: float
+    lag_parcels: float
     drain: float
     p50: float
     p99: float
@@ -130,12 +139,8 @@ def _max_known(values: list[float]) -> float:
 
 
 def fleet(views: list[WorkerView]) -> Fleet:
-    """Combine the workers that answered."""
+    """Combine the workers that answered; latency quantiles are the worst worker's."""
     ok = [v for v in views if v.error is None]
-    merged: dict[float, float] = {}
-    for v in ok:
-        for le, count in v.latency_buckets.items():
-            merged[le] = merged.get(le, 0.0) + count
     return Fleet(
         workers=len(ok),
         throughput=_sum_known([v.throughput for v in ok]),
@@ -145,17 +150,41 @@ def fleet(views: list[WorkerView]) -> Fleet:
         daily_volume=_max_known([v.daily_volume for v in ok]),
         peak_factor=_max_known([v.peak_factor for v in ok]),
         lag=sum(v.lag for v in ok),
+        lag_parcels=_sum_known([v.lag_parcels for v in ok]),
         drain=_max_known([v.drain for v in ok]),
-        p50=histogram_quantile(0.5, merged),
-        p99=histogram_quantile(0.99, merged),
+        p50=_max_known([v.p50 for v in ok]),
+        p99=_max_known([v.p99 for v in ok]),
     )
 
 
-def verdict(views: list[WorkerView]) -> Verdict:
-    """Keeps up, tight, behind or unknown, with the figures that decide it."""
+def broker_outage(views: list[WorkerView], now: float) -> str | None:
+    """'broker unreachable since ...' if any answering worker cannot reach its broker, else None."""
+    down: dict[str, float] = {}
+    workers = 0
+    for v in views:
+        if v.error is None:
+            lost = {b: since for b, (up, since) in v.brokers.items() if up == 0}
+            workers += bool(lost)
+            for b, since in lost.items():
+                down[b] = min(down.get(b, since), since) if since else down.get(b, 0.0)
+    if not down:
+        return None
+    since = min((t for t in down.values() if t), default=0.0)
+    when = (f"since {time.strftime('%H:%M:%S', time.gmtime(since))} UTC ({fmt_duration(now - since)} ago)"
+            if since else "")
+    answering = sum(v.error is None for v in views)
+    return (f"broker unreachable {when}: {', '.join(sorted(down))} (seen by {workers} of {answering} "
+            f"worker{'s' if answering != 1 else ''}); nothing is screened until it is back").replace("  ", " ")
+
+
+def verdict(views: list[WorkerView], now: float | None = None) -> Verdict:
+    """Broker down, keeps up, tight, behind or unknown, with the figures that decide it."""
     if not views or all(v.error for v in views):
         failed = "; ".join(f"{v.url}: {v.error}" for v in views) or "no metrics URL given"
         return Verdict(f"unknown: no worker answered ({failed})", EXIT_UNKNOWN)
+    outage = broker_outage(views, time.time() if now is None else now)
+    if outage:
+        return Verdict(outage, EXIT_BROKER_DOWN)
     f = fleet(views)
     if math.isnan(f.capacity):
         return Verdict("unknown: no batch screened yet, so capacity is not measured "
@@ -163,7 +192,8 @@ def verdict(views: list[WorkerView]) -> Verdict:
     against = (f"{f.headroom:.1f}x the {fmt_volume(f.daily_volume)}/day peak rate "
                f"({fmt_rate(f.required_peak)} at peak factor {f.peak_factor:g})")
     capacity = f"capacity {fmt_rate(f.capacity)} = {against}"
-    backlog = f"backlog of {fmt_count(f.lag)} messages"
+    parcels = "" if math.isnan(f.lag_parcels) else f" (~{fmt_count(f.lag_parcels)} parcels)"
+    backlog = f"backlog of {fmt_count(f.lag)} messages{parcels}"
     if f.headroom < 1.0:
         return Verdict(f"falls behind at peak: {capacity}", EXIT_BEHIND)
     if math.isinf(f.drain) and f.lag > 0:
@@ -219,27 +249,35 @@ def fmt_latency(s: float) -> str:
     return f"{s * 1000:,.0f} ms" if s < 10 else f"{s:,.1f} s"
 
 
+ROWS = ("throughput", "arrival", "capacity", "headroom", "lag (messages)", "lag (parcels)", "drain time",
+        "p50 latency (5 min)", "p99 latency (5 min)", "broker")
+
+
+def _column(f: Fleet, v: WorkerView | None) -> list[str]:
+    broker = "-"
+    if v is not None and v.brokers:
+        broker = ", ".join("up" if up == 1 else "DOWN" if up == 0 else "?" for up, _ in v.brokers.values())
+    return [fmt_rate(f.throughput), fmt_rate(f.arrival), fmt_rate(f.capacity), _fmt_ratio(f.headroom),
+            fmt_count(f.lag), fmt_count(f.lag_parcels), fmt_duration(f.drain), fmt_latency(f.p50),
+            fmt_latency(f.p99), broker]
+
+
 def render(views: list[WorkerView], answer: Verdict) -> Table:
-    """One table: a row per worker, a total row, the verdict as caption."""
+    """One figure per row and one column per worker (narrow enough for 80 columns), the verdict as caption."""
     table = Table(title="screener status", caption=answer.text, caption_justify="left",
                   caption_style="bold green" if answer.exit_code == EXIT_KEEPS_UP else "bold red")
-    for col in ("worker", "throughput", "arrival", "capacity", "headroom", "lag (msgs)", "drain time",
-                "p50 latency", "p99 latency"):
-        table.add_column(col, justify="left" if col == "worker" else "right")
+    table.add_column("", no_wrap=True)
+    columns: list[list[str]] = []
     for v in views:
         name = urllib.parse.urlsplit(v.url).netloc or v.url
-        if v.error:
-            table.add_row(name, f"[red]down: {v.error}[/red]", *[""] * 7)
-            continue
-        one = fleet([v])
-        table.add_row(name, fmt_rate(one.throughput), fmt_rate(one.arrival), fmt_rate(one.capacity),
-                      _fmt_ratio(one.headroom), fmt_count(one.lag), fmt_duration(one.drain),
-                      fmt_latency(one.p50), fmt_latency(one.p99))
+        table.add_column(name, justify="right", overflow="fold")
+        columns.append([f"[red]down: {v.error}[/red]"] + [""] * (len(ROWS) - 1) if v.error else _column(fleet([v]), v))
     f = fleet(views)
     if len(views) > 1 and f.workers:
-        table.add_row("[bold]all workers[/bold]", fmt_rate(f.throughput), fmt_rate(f.arrival), fmt_rate(f.capacity),
-                      _fmt_ratio(f.headroom), fmt_count(f.lag), fmt_duration(f.drain),
-                      fmt_latency(f.p50), fmt_latency(f.p99), end_section=True)
+        table.add_column("all workers", justify="right", style="bold", overflow="fold")
+        columns.append(_column(f, None))
+    for i, label in enumerate(ROWS):
+        table.add_row(label, *[c[i] for c in columns])
     return table
 
 
@@ -264,8 +302,8 @@ def scrape(url: str, timeout: float = 3.0) -> WorkerView:
 def status(urls: tuple[str, ...]) -> None:
     """Say whether the screener keeps up: throughput, lag, drain time, latency, verdict.
 
-    Exit code 0 keeps up, 1 behind or tight, 2 unknown (no worker answered, nothing screened yet).
-    Latency quantiles are over everything each worker screened since it started.
+    Exit code 0 keeps up, 1 behind or tight, 2 unknown (no worker answered, nothing screened yet),
+    3 broker unreachable. Rates cover the last minute, latency quantiles the last five minutes.
     """
     views = [scrape(u) for u in urls]
     answer = verdict(views)

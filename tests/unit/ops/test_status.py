@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import io
 import math
 
 import pytest
 from click.testing import CliRunner
 from prometheus_client import generate_latest
+from rich.console import Console
 
 from screener.kafka.broker import free_port
 from screener.ops.metrics import PipelineMetrics
+from screener.ops.observability import KeepUpSampler
 from screener.ops.status import (
     EXIT_BEHIND,
+    EXIT_BROKER_DOWN,
     EXIT_KEEPS_UP,
     EXIT_UNKNOWN,
     WorkerView,
@@ -19,6 +23,7 @@ from screener.ops.status import (
     fmt_duration,
     histogram_quantile,
     parse_worker,
+    render,
     scrape,
     status,
     verdict,
@@ -95,9 +100,11 @@ def test_unknown_before_the_first_batch_and_when_nobody_answers():
     assert verdict([down, view(worker_metrics(41_000))]).exit_code == EXIT_KEEPS_UP
 
 
-def test_latency_quantiles_from_the_histogram():
+def test_latency_quantiles_from_the_histogram_of_a_worker_without_recent_quantiles():
     lat = (0.02,) * 98 + (3.0,) * 2
-    f = fleet([view(worker_metrics(41_000, latencies=lat))])
+    text = generate_latest(worker_metrics(41_000, latencies=lat).registry).decode()
+    old_worker = "\n".join(line for line in text.splitlines() if "recent_seconds" not in line) + "\n"
+    f = fleet([parse_worker("w1", old_worker)])
     assert 0.01 < f.p50 <= 0.025  # in the (10 ms, 25 ms] bucket
     assert 2.5 < f.p99 <= 5.0
     assert math.isnan(histogram_quantile(0.5, {}))
@@ -111,8 +118,25 @@ def test_durations_read_like_words():
                                                                                   "never"]
 
 
+def test_latency_is_recent_not_since_start():
+    # A 10 s pause long ago must not hold p99 up: the sampler's window only sees the last minutes.
+    clock = [0.0]
+    m = worker_metrics(41_000, latencies=(10.0,) * 50)
+    sampler = KeepUpSampler(m, required_peak=PEAK, full_batch_messages=64, clock=lambda: clock[0])
+    sampler.update(None)
+    for t in range(1, 80):  # 400 s of samples every 5 s; 20 ms latencies from now on
+        clock[0] = t * 5.0
+        for _ in range(10):
+            m.latency.observe(0.02)
+        sampler.update(None)
+    f = fleet([view(m)])
+    assert 0.01 < f.p99 <= 0.025
+    assert math.isnan(histogram_quantile(0.5, {})) is True
+
+
 def test_status_command_reads_a_served_metrics_page():
     m = worker_metrics(41_000, latencies=(0.02,) * 10)
+    m.set_recent_latency({0.5: 0.018, 0.99: 0.0248})
     port = free_port()
     m.serve(port, addr="127.0.0.1")
     result = CliRunner(env={"COLUMNS": "200"}).invoke(status, ["--metrics-url", f"http://127.0.0.1:{port}/metrics"])
@@ -120,3 +144,26 @@ def test_status_command_reads_a_served_metrics_page():
     assert "keeps up: capacity 41,000/s = 17.7x the 20M/day peak rate" in " ".join(result.output.split())
     # p50 of ten 20 ms observations, interpolated inside the (10 ms, 25 ms] bucket.
     assert "18 ms" in result.output
+
+
+def test_broker_unreachable_is_the_verdict_whatever_the_figures_say():
+    m = worker_metrics(41_000)  # would "keep up, lag 0" on its own
+    m.set_broker("127.0.0.1:9092", up=False, last_contact=1_000.0, down_since=1_060.0)
+    answer = verdict([view(m)], now=1_105.0)
+    assert answer.exit_code == EXIT_BROKER_DOWN
+    assert answer.text.startswith("broker unreachable since 00:17:40 UTC (45s ago): 127.0.0.1:9092")
+    assert "seen by 1 of 1 worker" in answer.text
+    m.set_broker("127.0.0.1:9092", up=True, last_contact=1_110.0, down_since=None)
+    assert verdict([view(m)], now=1_111.0).exit_code == EXIT_KEEPS_UP
+
+
+def test_status_table_fits_80_columns_without_cutting_numbers():
+    m = worker_metrics(16_999.0, lag=123_456, drain=42.0)
+    m.set_broker("kafka-1:9092", up=True, last_contact=1.0, down_since=None)
+    views = [view(m, f"http://worker-{i}.example:9100/metrics") for i in range(3)]
+    console = Console(width=80, record=True, file=io.StringIO())
+    console.print(render(views, verdict(views)))
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert "…" not in text and "..." not in text
+    assert text.count("16,999/s") == 3 and "50,997/s" in text and "123,456" in text
