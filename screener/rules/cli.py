@@ -19,6 +19,17 @@ def _fail_with_problems(path: str, problems) -> None:
     sys.exit(1)
 
 
+def _screener(pack, cache_dir: str | None = None):
+    """The pack's compiled screener, or one clear error line (e.g. a kernel cache directory we cannot write)."""
+    from screener.rules.screener import PackScreener
+
+    try:
+        return PackScreener(pack, cache_dir)
+    except OSError as exc:
+        raise click.ClickException(f"cannot compile the kernel: {exc.strerror or exc} "
+                                   f"({exc.filename or cache_dir or 'kernel cache'})") from exc
+
+
 def _load(path: str):
     from screener.rules.pack import read_pack
 
@@ -53,10 +64,9 @@ def check(pack: str) -> None:
 def test(pack: str, cache_dir: str | None) -> None:
     """Run PACK's examples through the compiled kernel and the reference interpreter; exit 1 on any mismatch."""
     from screener.rules.examples import run_examples
-    from screener.rules.screener import PackScreener
 
     p = _load(pack)
-    screener = PackScreener(p, cache_dir)
+    screener = _screener(p, cache_dir)
     results = run_examples(p, screener)
     failed = [r for r in results if not r.ok]
     for r in results:
@@ -85,7 +95,7 @@ def explain(pack: str, parcel: str, as_json: bool) -> None:
     from screener.pipeline.batch import LANE_NAMES
     from screener.rules.explain import noisy_or_contributions, rule_values
     from screener.rules.parcels import ParcelInputError, batch_from_parcels, parcels_from_text
-    from screener.rules.screener import PackScreener
+    from screener.rules.reasons import percent
 
     p = _load(pack)
     if parcel == "-":
@@ -102,7 +112,7 @@ def explain(pack: str, parcel: str, as_json: bool) -> None:
         batch = batch_from_parcels(parcels)
     except (ValueError, ParcelInputError) as exc:
         raise click.ClickException(str(exc)) from exc
-    screener = PackScreener(p)
+    screener = _screener(p)
     result = screener.screen(batch)
     for i in range(batch.n):
         fired = screener.fired_rules(result, i)
@@ -122,9 +132,10 @@ def explain(pack: str, parcel: str, as_json: bool) -> None:
             continue
         click.echo(f"parcel {doc['parcel_id']}: lane {doc['lane']}, score {doc['score']}"
                    f"{', randomly selected' if doc['random'] else ''}")
+        worded = {x["rule_id"]: x["text"] for x in doc["reasons"]}   # screener/rules/reasons.py
         for row in rows:
             if row["fired"]:
-                state = f"FIRED  +{row['contribution']:.4f}"
+                state = f"FIRED  {percent(row['contribution'])}: {worded[row['rule_id']]}"
             elif row["condition_true"] and not row["in_validity"]:
                 state = "off    (outside its validity dates)"
             else:
@@ -132,6 +143,8 @@ def explain(pack: str, parcel: str, as_json: bool) -> None:
             click.echo(f"  {row['rule_id']:<34} {state}")
             for line in row["values"]["because"]:
                 click.echo(f"      {line}")
+        if "random" in worded:
+            click.echo(f"  {'random':<34} {worded['random']}")
 
 
 @rules.command(name="compile")
@@ -141,13 +154,13 @@ def explain(pack: str, parcel: str, as_json: bool) -> None:
 def compile_(pack: str, cache_dir: str | None, show_source: bool) -> None:
     """Compile PACK's kernel (or load it from the cache) and report the time it took."""
     from screener.rules.compiler import default_cache_dir
-    from screener.rules.screener import PackScreener
 
     p = _load(pack)
     t0 = time.perf_counter()
-    screener = PackScreener(p, cache_dir)
+    screener = _screener(p, cache_dir)
     click.echo(f"pack {p.id} {p.version} (hash {p.hash}): kernel {screener.source.key} with "
-               f"{screener.source.n_rules} rules ready in {time.perf_counter() - t0:.2f}s "
+               f"{screener.source.n_rules} rules ({screener.source.shapes} distinct shapes) ready in "
+               f"{time.perf_counter() - t0:.2f}s "
                f"(cache {cache_dir or default_cache_dir()})")
     if show_source:
         click.echo(screener.source.text)

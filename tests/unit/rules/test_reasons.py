@@ -148,3 +148,14 @@ def test_percentages_and_list_names():
     assert list_name('table("risky_routes", "origin_country", "departure_country")') == "risky_routes"
     assert list_name("watchlist[seller_id]") == "the seller_id watchlist"
     assert list_name("['gift', 'sample']") == "['gift', 'sample']"
+
+
+def test_rules_explain_prints_the_worded_reasons():
+    from click.testing import CliRunner
+
+    from screener.cli import main
+
+    r = CliRunner().invoke(main, ["rules", "explain", "rules/default.toml", "--parcel", json.dumps(PROHIBITED)])
+    assert r.exit_code == 0, r.output
+    assert ('R4_PROHIBITED_HS                   FIRED  +90%: An item\'s HS code is on the prohibited list: item 1 of 1: '
+            'HS code "9302000000" starts with "9302"') in r.output
