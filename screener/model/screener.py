@@ -1,9 +1,9 @@
 """A rule pack's screener plus a learned model, behind the same `Screener` seam the worker drives.
 
-Lane and score (docs/model.md): the model's probability `p` gives a model lane (red when
-p >= manifest `lanes.red`, yellow when p >= `lanes.yellow`); the parcel's lane is the higher of the
-rules' lane (thresholds, floors, random picks: never lowered) and the model lane; the score is the
-noisy-or of the rule score and p, `1 - (1 - rule_score) (1 - p)`. A model lane above green sets the
+Lane and score (docs/model.md): the model reads the pack's rule hits as features (so it learns how far
+to trust each rule on the data), and its probability `p` is the parcel's score. `p` gives a model lane
+(red when p >= manifest `lanes.red`, yellow when p >= `lanes.yellow`); the parcel's lane is the higher
+of the rules' lane (thresholds, floors, random picks: never lowered) and the model lane. A model lane above green sets the
 hit bit of the pseudo-rule `MODEL`, so the parcel is explained: its reason carries p and the top
 features by path contribution, computed by the Numba kernel for flagged parcels only.
 """
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from screener.features.builder import FeatureBuilder
+from screener.features.builder import RULE_PREFIX, FeatureBuilder
 from screener.features.entity import EntityStats
 from screener.model.artifact import ModelError, SavedModel, load_model
 from screener.model.kernel import probabilities, top_contributions
@@ -31,7 +31,6 @@ class ModelScreenResult(ScreenResult):
     """A ScreenResult with the model's probability and, for model-flagged parcels, its top contributions."""
 
     probability: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    rule_score: np.ndarray = field(default_factory=lambda: np.zeros(0))
     contributions: dict = field(default_factory=dict)  # row -> [(feature, value, contribution)]
 
 
@@ -48,8 +47,8 @@ class ModelScreener:
         self.features = features
         self.model = model
         self.on_screen = on_screen
-        rule_ids = list(getattr(rules, "rule_ids", []))
-        self.rule_ids = rule_ids + ([MODEL_RULE_ID] if model is not None else [])
+        self.rules_rule_ids = list(getattr(rules, "rule_ids", []))
+        self.rule_ids = self.rules_rule_ids + ([MODEL_RULE_ID] if model is not None else [])
         self.ruleset_id = rules.ruleset_id if model is None else f"{rules.ruleset_id}+model"
         self.version = rules.version if model is None else f"{rules.version}+{model.version}"
         self.hash = rules.hash if model is None else hashlib.sha256(
@@ -61,8 +60,8 @@ class ModelScreener:
 
     def screen(self, batch: ParcelBatch) -> ScreenResult:
         """Rules, features and (with a model) the model's probability, joined into lane and score."""
-        X = self.features.build(batch)
         base = self.rules.screen(batch)
+        X = self.features.build(batch, base.hits, self.rules_rule_ids)
         result = base if self.model is None else self._join(X, base)
         if self.on_screen is not None:
             self.on_screen(batch, X, result)
@@ -85,8 +84,8 @@ class ModelScreener:
             for row, fs, vs in zip(flagged.tolist(), feats.tolist(), values.tolist()):
                 contributions[row] = [(names[f], self._shown(names[f], X[row, f]), v) for f, v in zip(fs, vs) if f >= 0]
         return ModelScreenResult(lane=np.maximum(base.lane, model_lane).astype(np.uint8),
-                                 score=1.0 - (1.0 - base.score) * (1.0 - p), hits=hits, random=base.random,
-                                 probability=p, rule_score=base.score, contributions=contributions)
+                                 score=p, hits=hits, random=base.random,
+                                 probability=p, contributions=contributions)
 
     def _shown(self, name: str, x: float):
         """A feature value as an inspector reads it: the category string for categoricals."""
@@ -99,20 +98,31 @@ class ModelScreener:
 
     def explain(self, batch: ParcelBatch, result: ScreenResult, i: int) -> list[Reason]:
         """The rules' reasons, then the model's (probability and top feature contributions) when it flagged i."""
-        reasons = self.rules.explain(batch, result, i)
+        return self._with_model(result, i, self.rules.explain(batch, result, i))
+
+    def explain_many(self, batch: ParcelBatch, result: ScreenResult, rows: np.ndarray) -> list[list[Reason]]:
+        """Reasons of many parcels: the rules' bulk explainer when they have one, plus the model's reasons."""
+        many = getattr(self.rules, "explain_many", None)
+        base = many(batch, result, rows) if many is not None else [
+            self.rules.explain(batch, result, int(i)) for i in rows.tolist()]
+        return [self._with_model(result, int(i), reasons) for i, reasons in zip(rows.tolist(), base)]
+
+    def _with_model(self, result: ScreenResult, i: int, reasons: list[Reason]) -> list[Reason]:
         if isinstance(result, ModelScreenResult) and i in result.contributions:
             p = float(result.probability[i])
             top = [{"feature": f, "value": v, "contribution": round(c, 6)} for f, v, c in result.contributions[i]]
-            reasons.append(Reason(MODEL_RULE_ID, float(result.score[i] - result.rule_score[i]),
-                                  {"probability": round(p, 6), "top_features": top},
-                                  f"learned model {self.model.version}: probability {p:.3f} "
-                                  f"(yellow from {self.yellow:.3f}, red from {self.red:.3f})"))
+            reasons = [*reasons, Reason(MODEL_RULE_ID, p,
+                                        {"probability": round(p, 6), "top_features": top},
+                                        f"learned model {self.model.version}: probability {p:.3f} "
+                                        f"(yellow from {self.yellow:.3f}, red from {self.red:.3f})")]
         return reasons
 
 
 def builder_for(model: SavedModel, retain: bool) -> FeatureBuilder:
     """A feature builder with the model's categories and a fresh entity state (backtests replay from scratch)."""
-    builder = FeatureBuilder(categories=model.manifest["categories"], stats=EntityStats(retain=retain))
+    rules = [f.removeprefix(RULE_PREFIX) for f in model.manifest["features"] if f.startswith(RULE_PREFIX)]
+    builder = FeatureBuilder(categories=model.manifest["categories"], stats=EntityStats(retain=retain),
+                             rule_features=rules)
     if builder.feature_names != model.manifest["features"]:
         raise ModelError("the model was trained on other features than this screener computes; retrain it")
     return builder

@@ -55,7 +55,7 @@ def train(data: Source, rules: Screener, out: str | Path, valid: Source | None =
     """Train on `data`, evaluate on `valid` (replayed after it, state carried over), write the model to `out`."""
     import lightgbm as lgb
 
-    builder = FeatureBuilder()
+    builder = FeatureBuilder(rule_features=list(getattr(rules, "rule_ids", [])))
     screener = ModelScreener(rules, builder)
     replay = Replay(screener, label_delay_days, keep_features=True)
     replay.run(data, on_progress)
