@@ -31,6 +31,16 @@ def main() -> None:
     """Parcel risk screener: Kafka manifests in, one explained decision per parcel out."""
 
 
+def package_version() -> str:
+    """Installed version of the screener package."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("parcel-screener")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def load_and_warm_screener(pack: str | None):
     """Load the rule set and compile its kernels on a tiny batch, before joining the consumer group."""
     from screener.generator import GeneratorConfig, ManifestGenerator
@@ -47,10 +57,13 @@ def load_and_warm_screener(pack: str | None):
 @main.command()
 @broker_option
 @topic_prefix_option
-@click.option("--partitions", type=int, default=None, help="Partitions of topics the worker creates.")
+@click.option("--partitions", type=click.IntRange(min=1), default=None, help="Partitions of topics the worker creates.")
 @click.option("--pack", default=None, help="Rule pack (default rules/default.toml).")
 @click.option("--model", default=None, help="Model directory from `screener train` (env SCREENER_MODEL).")
 @click.option("--metrics-port", type=int, default=None, help="Serve Prometheus /metrics on this port (0 = off).")
+@click.option("--broker-wait", "broker_wait_s", type=click.FloatRange(min=0), default=None,
+              help="Seconds a starting worker waits for a reachable broker before it exits (0 = forever; "
+                   "default 20).")
 @click.option("--web-port", type=int, default=None, help="Enable Faust's web server on this port (0 = off).")
 @click.option("--batch-max-messages", type=int, default=None, help="Messages per batch at most.")
 @click.option("--daily-volume", type=int, default=None,
@@ -60,11 +73,15 @@ def load_and_warm_screener(pack: str | None):
 @click.option("--data-dir", default=None, help="Faust's local data directory.")
 def worker(**flags) -> None:
     """Run a screening worker (scale out by starting more in the same group)."""
+    from screener.kafka.connectivity import BrokerUnreachable, BrokerWatch
     from screener.kafka.worker import run_worker
     from screener.ops.metrics import PipelineMetrics
 
     settings = Settings.load(flags)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    metrics = PipelineMetrics()
+    # Probing starts before the slow rule-pack warm-up, so a wrong address is reported within seconds.
+    watch = BrokerWatch(settings.bootstrap_servers, metrics).start()
     screener = load_and_warm_screener(settings.pack)
     if settings.model:  # rules + learned model (docs/model.md)
         from screener.model.artifact import ModelError
@@ -73,12 +90,16 @@ def worker(**flags) -> None:
             screener = load_model_screener(settings.model, screener)
         except ModelError as exc:
             raise click.ClickException(str(exc)) from None
-    metrics = PipelineMetrics()
+    metrics.set_build_info(version=package_version(), ruleset=screener.ruleset_id, ruleset_version=str(screener.version))
     if settings.metrics_port:
         metrics.serve(settings.metrics_port)
     click.echo(f"worker: broker={settings.broker} topics={settings.manifests_topic}->{settings.decisions_topic} "
                f"ruleset={screener.ruleset_id}@{screener.version} metrics_port={settings.metrics_port or 'off'}",
                err=True)
+    try:
+        watch.wait_until_reachable(settings.broker_wait_s)
+    except BrokerUnreachable as exc:
+        raise click.ClickException(str(exc)) from None
     run_worker(settings, screener, metrics)
 
 
