@@ -182,16 +182,42 @@ def publish(source: str, broker: str | None, topic_prefix: str | None, rate: flo
 @click.argument("which", type=click.Choice(["decisions", "flagged", "dead-letter"]))
 @broker_option
 @topic_prefix_option
-@click.option("--limit", "-n", type=int, default=0, help="Stop after this many records (0 = no limit).")
-@click.option("--follow", "-f", is_flag=True, help="Keep waiting for new records.")
+@click.option("-n", "--last", type=click.IntRange(min=0), default=None,
+              help="Print the N most recent parcels (default 10; with -f, then follow).")
+@click.option("--from-beginning", is_flag=True, help="Print every parcel from the start of the topic.")
+@click.option("--offset", "-o", type=int, default=None,
+              help="Start at this offset of every partition; negative counts back from the end (like kcat -o).")
+@click.option("--since", type=click.DateTime(["%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%d %H:%M:%S",
+                                              "%Y-%m-%d"]),
+              default=None, help="Only parcels published at or after this UTC time.")
+@click.option("--key", default=None, help="Only records whose key, parcel_id or manifest_id is KEY.")
 @click.option("--lane", "lanes", multiple=True, type=click.Choice(["green", "yellow", "red"]),
-              help="Only decisions in these lanes.")
-def tail(which: str, broker: str | None, topic_prefix: str | None, limit: int, follow: bool, lanes) -> None:
-    """Pretty-print a topic: decisions, flagged or dead-letter."""
+              help="Only decisions in these lanes (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per parcel instead of text.")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new parcels (after the last N, not the whole topic).")
+@click.option("--exit-at-end", "-e", is_flag=True, help="Exit at the end of the topic (the default without -f).")
+def tail(which: str, broker: str | None, topic_prefix: str | None, last: int | None, from_beginning: bool,
+         offset: int | None, since, key: str | None, lanes, as_json: bool, follow: bool, exit_at_end: bool) -> None:
+    """Print the parcels of a topic (decisions, flagged or dead-letter), newest last, like kcat."""
+    import calendar
+
+    from screener.kafka.tail import Filter, TailError, TailRequest
     from screener.kafka.tail import tail as run_tail
 
+    if follow and exit_at_end:
+        raise click.UsageError("-f (follow) and -e (exit at end) contradict each other")
+    starts = [name for name, given in (("-n", last is not None), ("--from-beginning", from_beginning),
+                                       ("--offset", offset is not None), ("--since", since is not None)) if given]
+    if len(starts) > 1:
+        raise click.UsageError(f"choose one start: {' or '.join(starts)}")
     settings = Settings.load({"broker": broker, "topic_prefix": topic_prefix})
-    run_tail(settings.bootstrap_servers, settings.topic(which), which, limit, follow, set(lanes) or None)
+    since_ms = calendar.timegm(since.timetuple()) * 1000 if since else None
+    request = TailRequest(last=10 if last is None else last, from_beginning=from_beginning, offset=offset,
+                          follow=follow, as_json=as_json, keep=Filter(set(lanes) or None, key, since_ms))
+    try:
+        run_tail(settings.bootstrap_servers, settings.topic(which), which, request)
+    except TailError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @main.command()

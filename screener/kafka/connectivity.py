@@ -80,6 +80,17 @@ async def probe(bootstrap: list[str], timeout_s: float = PROBE_TIMEOUT_S) -> Pro
     return ProbeResult(False, "; ".join(problems))
 
 
+async def unreachable_message(bootstrap: list[str]) -> str:
+    """One line for a command that could not reach a broker: where, and why as far as a probe can tell."""
+    result = await probe(bootstrap)
+    return f"no Kafka broker reachable at {','.join(bootstrap)} ({result.problem or 'it answered a probe since'})"
+
+
+def quiet_client_logs() -> None:
+    """Silence the Kafka clients' own retry messages in one-shot commands, which report failures themselves."""
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+
+
 def fmt_seconds(s: float) -> str:
     """12 -> '12s', 125 -> '2m 05s'."""
     s = int(round(s))
