@@ -64,6 +64,7 @@ class KernelSource:
     item_numbers: list[str]
     plan: LookupPlan
     signature: str = field(repr=False, default="")
+    shapes: int = 0            # distinct condition shapes (blocks of code), summed over chunks
 
 
 class _Emitter:
@@ -435,7 +436,7 @@ def generate(conditions: list[tuple[str, ir.Node]], chunk_shapes: int = CHUNK_SH
     salt = f"{COMPILER_VERSION}\0{numba.__version__}\0{_HASHING_SOURCE.read_text()}\0"
     key = hashlib.sha256((salt + text).encode()).hexdigest()[:24]
     return KernelSource(text, key, len(conditions), words, cols["S"], cols["N"], cols["IS"], cols["IN"],
-                        plan, signature)
+                        plan, signature, shapes=base)
 
 
 def load_kernel(src: KernelSource, cache_dir: Path | None = None):

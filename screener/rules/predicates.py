@@ -69,8 +69,8 @@ class _Automaton:
 
 def _phrase(term: str) -> str | None:
     """The automaton key of a keyword term (None for a term without words: it can never match)."""
-    text = normalise(term)
-    return phrase_key(text) if words(text) else None
+    tokens = words(normalise(term))
+    return " " + " ".join(tokens) + " " if tokens else None
 
 
 def _grouped(entries, key) -> tuple[dict[str, int], list[list[Entry]]]:

@@ -72,3 +72,19 @@ def test_explain_shows_each_rule_with_values():
 def test_explain_refuses_invalid_parcels():
     r = CliRunner().invoke(main, ["rules", "explain", DEFAULT_PACK, "--parcel", '{"parcel_id": "x"}'])
     assert r.exit_code != 0 and "invalid parcel" in r.output
+
+
+def test_compile_reports_rules_and_shapes(scratch_cache):
+    r = run("compile", DEFAULT_PACK, "--cache-dir", str(scratch_cache))
+    assert r.exit_code == 0, r.output
+    assert "with 14 rules (12 distinct shapes) ready in" in r.output
+
+
+def test_compile_into_an_unwritable_cache_is_one_error_line(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    # A pack of its own: a kernel this process already loaded would not touch the cache directory.
+    pack = write_pack(tmp_path, [{"id": "A", "weight": 0.5, "condition": "declared_value > 987654.25"}], red=0.5)
+    r = CliRunner().invoke(main, ["rules", "compile", str(pack), "--cache-dir", str(blocker / "cache")])
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    assert r.output.startswith("Error: cannot compile the kernel:")
