@@ -95,6 +95,7 @@ def explain(pack: str, parcel: str, as_json: bool) -> None:
     from screener.pipeline.batch import LANE_NAMES
     from screener.rules.explain import noisy_or_contributions, rule_values
     from screener.rules.parcels import ParcelInputError, batch_from_parcels, parcels_from_text
+    from screener.rules.reasons import percent
 
     p = _load(pack)
     if parcel == "-":
@@ -131,9 +132,10 @@ def explain(pack: str, parcel: str, as_json: bool) -> None:
             continue
         click.echo(f"parcel {doc['parcel_id']}: lane {doc['lane']}, score {doc['score']}"
                    f"{', randomly selected' if doc['random'] else ''}")
+        worded = {x["rule_id"]: x["text"] for x in doc["reasons"]}   # screener/rules/reasons.py
         for row in rows:
             if row["fired"]:
-                state = f"FIRED  +{row['contribution']:.4f}"
+                state = f"FIRED  {percent(row['contribution'])}: {worded[row['rule_id']]}"
             elif row["condition_true"] and not row["in_validity"]:
                 state = "off    (outside its validity dates)"
             else:
@@ -141,6 +143,8 @@ def explain(pack: str, parcel: str, as_json: bool) -> None:
             click.echo(f"  {row['rule_id']:<34} {state}")
             for line in row["values"]["because"]:
                 click.echo(f"      {line}")
+        if "random" in worded:
+            click.echo(f"  {'random':<34} {worded['random']}")
 
 
 @rules.command(name="compile")
