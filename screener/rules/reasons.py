@@ -95,12 +95,15 @@ def unit(node: ir.Node) -> str | None:
 
 def number(value, unit_: str | None = None, currency: str = "") -> str:
     """A value rounded for reading, with its unit: "USD 1.11/kg", "CNY 1,234.50", "0.214 kg", "3 items"."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "missing"
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return str(value)
-    if math.isinf(value):
-        return "infinite" if value > 0 else "minus infinite"
+    if value.__class__ is not float or value - value != 0.0:     # not a finite float: the rare case
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return "missing"
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return str(value)
+        if math.isinf(value):
+            return "infinite" if value > 0 else "minus infinite"
+    if unit_ == "USD/kg" and abs(value) >= 0.01:
+        return f"USD {value:,.2f}/kg"
     if unit_ in ("USD", CURRENCY, "USD/kg"):
         amount = f"{value:,.2f}" if value == 0 or abs(value) >= 0.01 else f"{value:.2g}"
         code = (currency or "?") if unit_ == CURRENCY else "USD"
@@ -151,19 +154,20 @@ def _str_parts(node: ir.StrTest, want: bool) -> tuple[str, str, str]:
     return what, kind, src
 
 
-def _str_fact(node: ir.StrTest, s: str, matched: list[str], want: bool) -> str:
+def string_texts(node: ir.StrTest, strings: list[str], matched: list[list[str]], want: bool) -> list[str]:
+    """A string test in words, per parcel: the field, its value, the matched term or prefix, the list."""
     what, verb, src = _str_parts(node, want)
     if verb == "literal":
-        return f'{what} is "{s}"' if want else f'{what} "{s}" is not {src}'
+        return [f'{what} is "{s}"' if want else f'{what} "{s}" is not {src}' for s in strings]
     if verb == "in":
-        return f'{what} "{s}" is on {src}'
+        return [f'{what} "{s}" is on {src}' for s in strings]
     if verb == "prefix":
-        return f'{what} "{s}" starts with {_quoted(matched)} ({src})'
+        return [f'{what} "{s}" starts with {_quoted(m)} ({src})' for s, m in zip(strings, matched)]
     if verb == "keyword":
-        return f'{what} "{s}" contains {_quoted(matched)} ({src})'
+        return [f'{what} "{s}" contains {_quoted(m)} ({src})' for s, m in zip(strings, matched)]
     if verb == "only_terms":
-        return f'{what} "{s}" has only words of {src}'
-    return f'{what} "{s}" {verb} {src}'
+        return [f'{what} "{s}" has only words of {src}' for s in strings]
+    return [f'{what} "{s}" {verb} {src}' for s in strings]
 
 
 @lru_cache(maxsize=4096)
@@ -174,37 +178,39 @@ def _cmp_parts(node: ir.Compare, held: bool) -> tuple[str, str | None, str, str]
     return name(node.left), unit(node.left) or unit(node.right), words, right
 
 
-def fact_text(fact: tuple, currency: str) -> str:
-    """One fact of an explanation walk (screener/rules/explain.py) as words."""
-    kind, node = fact[0], fact[2]
-    if kind == "cmp":
-        left, u, words, right = _cmp_parts(node, fact[5])
-        return f"{left} {number(fact[3], u, currency)} is {words} {number(fact[4], u, currency)}{right}"
-    if kind == "str":
-        return _str_fact(node, fact[3], fact[4], fact[5])
-    if kind == "missing":
-        return f"{name(node.arg)} is {'missing' if fact[3] else 'present'}"
-    if kind == "pair":
-        a, b, want = fact[3], fact[4], fact[5]
-        return (f'{name(node.a)} "{a}" with {name(node.b)} "{b}" is {"" if want else "not "}on '
-                f"{list_name(node.table.source)}")
-    if kind == "same":
-        a, b = fact[3], fact[4]
-        return f'{name(node.a)} "{a}" {"equals" if a == b else "differs from"} {name(node.b)} "{b}"'
-    return f"{node.label or name(node)} is {'true' if fact[3] else 'false'}"
+def compare_texts(node: ir.Compare, lefts: list, rights: list, held: list[bool], currencies: list[str]) -> list[str]:
+    """A comparison in words, per parcel: "value per kg USD 1.11/kg is below USD 40.00/kg (band ...)"."""
+    out = []
+    for lv, rv, h, cur in zip(lefts, rights, held, currencies):
+        left, u, words, right = _cmp_parts(node, h)
+        out.append(f"{left} {number(lv, u, cur)} is {words} {number(rv, u, cur)}{right}")
+    return out
 
 
-def reason_text(description: str, facts: list[tuple], currency: str, n_items: int,
-                lane_floor: str | None = None) -> str:
-    """The sentence of one fired rule: description, then each fact (with its item), then the lane floor."""
-    parts = []
-    for fact in facts:
-        text = fact_text(fact, currency)
-        k = fact[1]
-        parts.append(f"item {k + 1} of {n_items}: {text}" if k >= 0 else text)
-    text = "; ".join(parts)
-    if description:
-        text = f"{description}: {text}" if text else description
+def missing_text(node: ir.Missing, want: bool) -> str:
+    """A missing / present test in words."""
+    return f"{name(node.arg)} is {'missing' if want else 'present'}"
+
+
+def pair_texts(node: ir.PairIn | ir.SameString, firsts: list[str], seconds: list[str], want: bool) -> list[str]:
+    """A pair-table test or a comparison of two string fields in words, per parcel."""
+    na, nb = name(node.a), name(node.b)
+    if isinstance(node, ir.PairIn):
+        where = f'is {"" if want else "not "}on {list_name(node.table.source)}'
+        return [f'{na} "{a}" with {nb} "{b}" {where}' for a, b in zip(firsts, seconds)]
+    return [f'{na} "{a}" {"equals" if a == b else "differs from"} {nb} "{b}"' for a, b in zip(firsts, seconds)]
+
+
+def bool_text(node: ir.Node, value) -> str:
+    """Any other boolean fact in words (a quantifier without a deciding item, a constant)."""
+    if isinstance(node, ir.Const):
+        return "always" if node.value else "never"
+    return f"{node.label or name(node)} is {'true' if value else 'false'}"
+
+
+def reason_text(description: str, facts: str, lane_floor: str | None = None) -> str:
+    """The sentence of one fired rule: its description, the worded facts, the lane floor."""
+    text = f"{description}: {facts}" if description and facts else description or facts
     return f"{text} (lane at least {lane_floor})" if lane_floor else text
 
 
@@ -213,16 +219,15 @@ def random_text(rate: float, draw: float) -> str:
     return f"picked at random ({rate:.2%} of all parcels are, by hash of parcel_id; draw {draw:.4f})"
 
 
-def _get(reason, key: str):
-    return reason[key] if isinstance(reason, dict) else getattr(reason, key)
-
-
 def line(reason) -> str:
     """One reason (a Reason or its wire dict) on one line: rule id, contribution, sentence."""
-    rule_id, text = _get(reason, "rule_id"), _get(reason, "text")
+    if isinstance(reason, dict):
+        rule_id, contribution, text = reason["rule_id"], reason["contribution"], reason["text"]
+    else:
+        rule_id, contribution, text = reason.rule_id, reason.contribution, reason.text
     if rule_id == "random":
         return f"random: {text}"
-    return f"{rule_id} {percent(_get(reason, 'contribution'))}: {text}"
+    return f"{rule_id} {percent(contribution)}: {text}"
 
 
 def summary(lane: str, score: float, reasons) -> str:

@@ -124,14 +124,14 @@ class PackScreener:
             rule = self.rules[r]
             at = np.flatnonzero(fired[r])
             positions = at.tolist()
-            values, facts = explain_rule_many(rule, Columns(batch, rows[at], memo), [now[p] for p in positions])
+            values, words = explain_rule_many(rule, Columns(batch, rows[at], memo), [now[p] for p in positions],
+                                              [currencies[p] for p in positions], [n_items[p] for p in positions])
             floor = LANE_NAMES[rule.lane_floor] if rule.lane_floor else None
-            share = shares[r][at].tolist()
-            for pos, v, f, c in zip(positions, values, facts, share):
+            description = rule.description
+            for pos, v, w, c in zip(positions, values, words, shares[r][at].tolist()):
                 if floor:
                     v["lane_floor"] = floor
-                text = reason_text(rule.description, f, currencies[pos], n_items[pos], floor)
-                out[pos].append(Reason(rule.id, c, v, rule.description, text))
+                out[pos].append(Reason(rule.id, c, v, description, reason_text(description, w, floor)))
         for pos in np.flatnonzero(result.random[rows]).tolist():
             draw = seeded_uniform_reference(int(batch.parcel_hash[rows[pos]]), self.pack.seed)
             out[pos].append(Reason("random", 0.0, {"rate": self.pack.random_rate, "draw": round(draw, 6)},

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from screener.pipeline.batch import LANE_NAMES, Vocabularies
 from screener.rules import ir, load_pack
 from screener.rules.columnar import PARCEL, Columns
-from screener.rules.explain import TraceView, explain_rule, noisy_or_contributions, noisy_or_shares
+from screener.rules.explain import explain_rule, noisy_or_contributions, noisy_or_shares
 from screener.rules.reasons import reason_text
 from screener.rules.screener import PackScreener
 
@@ -52,11 +52,11 @@ def expected_reasons(screener: PackScreener, batch, result, i: int) -> list[tupl
         rule = screener.rules[r]
         hit, trace = screener.interpreter.trace(batch, i, rule)
         assert hit, (rule.id, batch.parcel_ids[i])
-        values, facts = explain_rule(rule, TraceView(trace), True)
+        values, words = explain_rule(rule, trace, True, currency, n_items)
         floor = LANE_NAMES[rule.lane_floor] if rule.lane_floor else None
         if floor:
             values["lane_floor"] = floor
-        out.append((rule.id, share, values, reason_text(rule.description, facts, currency, n_items, floor)))
+        out.append((rule.id, share, values, reason_text(rule.description, words, floor)))
     return out
 
 
