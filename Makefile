@@ -11,7 +11,7 @@ install: $(VENV)/.installed debian-packages
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q -U pip
-	$(VENV)/bin/pip install -q -e '.[test,bench]'
+	$(VENV)/bin/pip install -q -e '.[test,bench,train]'
 	touch $@
 
 # promtool (alert rule tests) and the Prometheus server (real-scrape test) come from Debian.

@@ -190,6 +190,18 @@ def read_kcs(paths: list[str]) -> Source:
     return Source(messages, outcomes, extras, list(paths))
 
 
+def merge_sources(first: Source, second: Source) -> Source:
+    """Both sources as one history in event-time order (as if their files had been read together)."""
+    extras = None
+    if first.extras is not None or second.extras is not None:
+        extras = ExtraColumns()
+        for src in (first, second):
+            if src.extras is not None:
+                extras.merge(src.extras)
+    return Source(_sorted(first.messages + second.messages), {**first.outcomes, **second.outcomes}, extras,
+                  first.files + second.files)
+
+
 def read_source(paths: list[str], fmt: str, labels: str | None = None) -> Source:
     """Read `paths` in format `jsonl` or `kcs` (KCS files carry their own outcomes; `labels` overrides them)."""
     if fmt == "kcs":

@@ -73,9 +73,10 @@ def predict_raw(X, roots, feature, threshold, categorical, default_left, missing
 @nb.njit(cache=True, nogil=True)
 def path_contributions(X, rows, roots, feature, threshold, categorical, default_left, missing_type, left, right,
                        cat_lo, cat_hi, cat_bits, node_value, leaf_value, top_k, out_bias, out_feature, out_value):
-    """For each row index in `rows`: bias and the top_k features by (signed) path contribution.
+    """For each row index in `rows`: bias and the top_k features by path contribution, largest first.
 
-    out_feature [len(rows), top_k] int32 (-1 past the features that contributed), out_value the same shape.
+    out_feature [len(rows), top_k] int32 (-1 when top_k exceeds the features), out_value the same shape;
+    with top_k = features, bias + the sum of out_value is the row's raw score.
     """
     n_features = X.shape[1]
     contrib = np.zeros(n_features)
@@ -102,7 +103,7 @@ def path_contributions(X, rows, roots, feature, threshold, categorical, default_
         out_bias[k] = bias
         order = np.argsort(-contrib)
         for j in range(top_k):
-            if j < n_features and contrib[order[j]] > 0.0:
+            if j < n_features:
                 out_feature[k, j] = order[j]
                 out_value[k, j] = contrib[order[j]]
             else:

@@ -82,7 +82,7 @@ class ModelScreener:
             _, feats, values = top_contributions(ens, X, flagged, TOP_FEATURES)
             names = ens.feature_names
             for row, fs, vs in zip(flagged.tolist(), feats.tolist(), values.tolist()):
-                contributions[row] = [(names[f], self._shown(names[f], X[row, f]), v) for f, v in zip(fs, vs) if f >= 0]
+                contributions[row] = [(names[f], self._shown(names[f], X[row, f]), v) for f, v in zip(fs, vs) if f >= 0 and v > 0]
         return ModelScreenResult(lane=np.maximum(base.lane, model_lane).astype(np.uint8),
                                  score=p, hits=hits, random=base.random,
                                  probability=p, contributions=contributions)

@@ -12,7 +12,7 @@ import numpy as np
 
 from screener.backtest import metrics
 from screener.backtest.replay import Replay
-from screener.backtest.sources import Source
+from screener.backtest.sources import Source, merge_sources
 from screener.features.builder import FeatureBuilder
 from screener.model.artifact import file_sha256, save_model
 from screener.model.kernel import probabilities
@@ -32,14 +32,14 @@ NUM_TREES = 200
 FLAG_RATE, RED_RATE = 0.05, 0.01  # model lanes: yellow for the top 5% of training scores, red for the top 1%
 
 
-def labelled_rows(replay: Replay, outcomes: dict, start: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(features, labels, scores) of the parcels screened from position `start` on that have an outcome."""
+def labelled_rows(replay: Replay, outcomes: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(features, labels) of the screened parcels that have an outcome in `outcomes`, in replay order."""
     s = replay.screened
     X = np.concatenate(s.features) if s.features else np.zeros((0, 0))
     pids = s.parcel_ids
-    keep = np.array([i for i in range(start, len(pids)) if pids[i] in outcomes], dtype=np.int64)
+    keep = np.array([i for i, p in enumerate(pids) if p in outcomes], dtype=np.int64)
     y = np.array([outcomes[pids[i]].illicit for i in keep.tolist()], dtype=bool)
-    return X[keep], y, s.concat("score")[keep]
+    return X[keep], y
 
 
 def quality(p: np.ndarray, y: np.ndarray) -> dict:
@@ -52,14 +52,19 @@ def quality(p: np.ndarray, y: np.ndarray) -> dict:
 def train(data: Source, rules: Screener, out: str | Path, valid: Source | None = None,
           label_delay_days: float = 14.0, num_trees: int = NUM_TREES, params: dict | None = None,
           on_progress=None) -> dict:
-    """Train on `data`, evaluate on `valid` (replayed after it, state carried over), write the model to `out`."""
+    """Train on `data`, evaluate on `valid`, write the model to `out`.
+
+    Both are replayed as one history (exactly as `backtest --data TRAIN --data VALID` replays them), so the
+    validation parcels' features carry the entity statistics of the training period, and the validation
+    figures here are the ones that backtest reports from the validation period's first date.
+    """
     import lightgbm as lgb
 
     builder = FeatureBuilder(rule_features=list(getattr(rules, "rule_ids", [])))
     screener = ModelScreener(rules, builder)
     replay = Replay(screener, label_delay_days, keep_features=True)
-    replay.run(data, on_progress)
-    X, y, _ = labelled_rows(replay, data.outcomes)
+    replay.run(merge_sources(data, valid) if valid is not None else data, on_progress)
+    X, y = labelled_rows(replay, data.outcomes)
     if len(y) == 0 or y.all() or not y.any():
         raise ValueError("training needs parcels with outcomes of both kinds (illicit and not)")
     names = builder.feature_names
@@ -85,9 +90,7 @@ def train(data: Source, rules: Screener, out: str | Path, valid: Source | None =
         "training": quality(p_train, y),
     }
     if valid is not None:
-        start = len(replay.screened.parcel_ids)
-        replay.run(valid, on_progress)
-        Xv, yv, _ = labelled_rows(replay, valid.outcomes, start)
+        Xv, yv = labelled_rows(replay, valid.outcomes)
         pv = probabilities(ensemble, Xv)
         manifest["validation_data"] = [{"path": str(p), "sha256": file_sha256(p)} for p in valid.files]
         manifest["validation"] = quality(pv, yv)
