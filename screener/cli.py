@@ -6,6 +6,7 @@ import asyncio
 import logging
 import sys
 import time
+from collections.abc import Iterator
 
 import click
 import orjson
@@ -146,23 +147,52 @@ def generate(manifests: int, parcels_per_manifest: int, seed: int, bare: bool, l
 
 
 @main.command()
-@click.argument("source", type=click.Path(allow_dash=True))
+@click.argument("source", type=click.Path(allow_dash=True, dir_okay=False, exists=True))
 @broker_option
 @topic_prefix_option
-@click.option("--rate", type=float, default=0.0, help="Parcels per second (0 = as fast as possible).")
+@click.option("--rate", type=click.FloatRange(min=0), default=0.0, help="Parcels per second (0 = as fast as possible).")
 @click.option("--topic", default=None, help="Topic to publish to (default: the manifests topic).")
 def publish(source: str, broker: str | None, topic_prefix: str | None, rate: float, topic: str | None) -> None:
-    """Publish JSONL manifests or parcels from FILE (or - for stdin)."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    """Publish JSON manifests or parcels from FILE (or - for stdin): JSONL, pretty-printed documents or an array.
 
-    from screener.kafka.publisher import publish_lines
+    A file is checked whole before anything is sent; stdin is published as it arrives and stops at
+    the first document that is not JSON.
+    """
+    from collections import Counter
+
+    from aiokafka.errors import KafkaConnectionError
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from screener.kafka.connectivity import quiet_client_logs, unreachable_message
+    from screener.kafka.publisher import FeedError, describe, documents, publish_documents
 
     settings = Settings.load({"broker": broker, "topic_prefix": topic_prefix})
-    fh = sys.stdin.buffer if source == "-" else open(source, "rb")
-    total = None if source == "-" else sum(1 for _ in open(source, "rb"))
-    with Progress(TextColumn("publishing"), BarColumn(), TextColumn("{task.completed}/{task.total} messages"),
-                  TextColumn("{task.fields[parcels]} parcels"), TimeElapsedColumn(),
-                  transient=False) as progress:
+    name = "stdin" if source == "-" else source
+    shapes: Counter = Counter()
+    total = None
+    if source != "-":
+        try:
+            with open(source, "rb") as fh:
+                for doc in documents(fh):
+                    shapes[doc.shape] += 1
+        except FeedError as exc:
+            raise click.ClickException(f"{name}: {exc}; nothing was published") from None
+        total = sum(shapes.values())
+        if not total:
+            raise click.ClickException(f"{name}: no JSON documents; nothing was published")
+        click.echo(f"read {describe(shapes)} from {name}", err=True)
+        shapes.clear()
+
+    def counted(fh) -> Iterator:
+        for doc in documents(fh):
+            shapes[doc.shape] += 1
+            yield doc
+
+    columns = [TextColumn("publishing"), BarColumn(), MofNCompleteColumn()] if total else [TextColumn("publishing")]
+    quiet_client_logs()
+    with Progress(*columns, TextColumn("{task.completed:,} messages, {task.fields[parcels]:,} parcels"),
+                  TimeElapsedColumn(), transient=False, console=Console(stderr=True)) as progress:
         task = progress.add_task("publish", total=total, parcels=0)
 
         def on_progress(messages: int, parcels: int) -> None:
@@ -170,12 +200,61 @@ def publish(source: str, broker: str | None, topic_prefix: str | None, rate: flo
                 progress.update(task, completed=messages, parcels=parcels)
 
         t0 = time.monotonic()
-        messages, parcels = asyncio.run(publish_lines(settings.bootstrap_servers, topic or settings.manifests_topic,
-                                                      fh, rate, on_progress))
+        fh = sys.stdin.buffer if source == "-" else open(source, "rb")
+        try:
+            messages, parcels = asyncio.run(publish_documents(settings.bootstrap_servers,
+                                                              topic or settings.manifests_topic,
+                                                              counted(fh), rate, on_progress))
+        except FeedError as exc:
+            raise click.ClickException(f"{name}: {exc}") from None
+        except KafkaConnectionError:
+            raise click.ClickException(asyncio.run(unreachable_message(settings.bootstrap_servers))
+                                       + "; nothing was published") from None
         progress.update(task, completed=messages, parcels=parcels)
     el = time.monotonic() - t0
-    click.echo(f"published {messages} messages, {parcels} parcels in {el:.1f}s ({parcels / max(el, 1e-9):,.0f} parcels/s)",
-               err=True)
+    if source == "-":
+        click.echo(f"read {describe(shapes)} from stdin", err=True)
+    click.echo(f"published {messages:,} messages, {parcels:,} parcels in {el:.1f}s "
+               f"({parcels / max(el, 1e-9):,.0f} parcels/s) to {topic or settings.manifests_topic}", err=True)
+
+
+@main.command("replay-dead-letter")
+@broker_option
+@topic_prefix_option
+@click.option("--reason", "reasons", multiple=True, help="Replay dead letters with this reason code (repeatable).")
+@click.option("--all", "replay_all", is_flag=True, help="Replay every dead letter, whatever its reason.")
+@click.option("--dry-run", is_flag=True, help="Count what would be replayed; publish nothing.")
+def replay_dead_letter(broker: str | None, topic_prefix: str | None, reasons: tuple[str, ...], replay_all: bool,
+                       dry_run: bool) -> None:
+    """Publish the originals of dead letters to the manifests topic again, after the cause was fixed."""
+    from aiokafka.errors import KafkaConnectionError
+
+    from screener.kafka.connectivity import quiet_client_logs, unreachable_message
+    from screener.kafka.replay import replay
+    from screener.kafka.tail import TailError
+
+    if bool(reasons) == replay_all:
+        raise click.UsageError("give --reason CODE (repeatable) or --all")
+    settings = Settings.load({"broker": broker, "topic_prefix": topic_prefix})
+    quiet_client_logs()
+    try:
+        count = asyncio.run(replay(settings.bootstrap_servers, settings.dead_letter_topic, settings.manifests_topic,
+                                   None if replay_all else reasons, dry_run))
+    except TailError as exc:
+        raise click.ClickException(str(exc)) from None
+    except KafkaConnectionError:
+        raise click.ClickException(asyncio.run(unreachable_message(settings.bootstrap_servers))) from None
+
+    def by_reason(c) -> str:
+        return ", ".join(f"{r} {n:,}" for r, n in c.most_common()) or "none"
+
+    verb = "would replay" if dry_run else "replayed"
+    click.echo(f"{verb} {sum(count.replayed.values()):,} dead letters to {settings.manifests_topic} "
+               f"({by_reason(count.replayed)})")
+    if count.truncated:
+        click.echo(f"not replayable (original truncated): {by_reason(count.truncated)}")
+    if count.other_reasons:
+        click.echo(f"left alone (other reasons): {by_reason(count.other_reasons)}")
 
 
 @main.command()

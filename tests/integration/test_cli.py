@@ -49,10 +49,12 @@ def test_generate_publish_tail_round_trip_and_confluent_kafka_publisher(broker, 
     finally:
         worker.stop()
 
+    # The three most recent parcels are the bare ones published last, not the oldest messages.
     tail = screener("tail", "decisions", "--broker", broker.url, "--topic-prefix", worker.prefix, "-n", "3")
     assert tail.returncode == 0
-    text = tail.stdout.decode()
-    assert "P005-" in text and ("GREEN" in text or "YELLOW" in text or "RED" in text)
+    parcels = [line.split()[1] for line in tail.stdout.decode().splitlines()
+               if line[:6].strip() in ("GREEN", "YELLOW", "RED")]
+    assert len(parcels) == 3 and all(p.startswith("P006-") for p in parcels)
 
 
 @pytest.mark.timeout(200)
