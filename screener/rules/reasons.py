@@ -24,7 +24,6 @@ FIELD_UNITS = {
     "items_value": CURRENCY, "unit_price": CURRENCY, "line_value": CURRENCY,
     "value_usd": "USD", "freight_usd": "USD", "paid_usd": "USD", "tax_usd": "USD", "items_value_usd": "USD",
     "unit_price_usd": "USD", "line_value_usd": "USD", "value_per_kg": "USD/kg", "fx_usd": "USD per unit",
-    "item_count": "items",
 }
 FIELD_NAMES = {
     "gross_weight_kg": "gross weight", "net_weight_kg": "net weight", "weight_kg": "weight",
@@ -71,9 +70,7 @@ def unit(node: ir.Node) -> str | None:
     if isinstance(node, ir.Band):
         return "USD/kg"
     if isinstance(node, ir.Quant):
-        return "items" if node.kind == "count_items" else unit(node.body)
-    if isinstance(node, ir.ItemCount):
-        return "items"
+        return None if node.kind == "count_items" else unit(node.body)   # counts: the name says what
     if isinstance(node, ir.StrNum):
         return {"length": "characters", "word_count": "words"}.get(node.fn.kind, "USD per unit")
     if isinstance(node, ir.Unary):
@@ -94,7 +91,7 @@ def unit(node: ir.Node) -> str | None:
 
 
 def number(value, unit_: str | None = None, currency: str = "") -> str:
-    """A value rounded for reading, with its unit: "USD 1.11/kg", "CNY 1,234.50", "0.214 kg", "3 items"."""
+    """A value rounded for reading, with its unit: "USD 1.11/kg", "CNY 1,234.50", "0.214 kg", "3 words"."""
     if value.__class__ is not float or value - value != 0.0:     # not a finite float: the rare case
         if value is None or (isinstance(value, float) and math.isnan(value)):
             return "missing"
