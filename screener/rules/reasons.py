@@ -227,7 +227,36 @@ def line(reason) -> str:
     return f"{rule_id} {percent(contribution)}: {text}"
 
 
-def summary(lane: str, score: float, reasons) -> str:
-    """A parcel's decision in one line for inspectors: lane, score and every reason (Reason or wire dicts)."""
-    head = f"{lane.upper()} (score {score:.2f})"
+def _amount(value) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def key_facts(parcel: dict) -> str:
+    """The parcel's key facts for an inspector: origin (and departure), declared value, weight, items' HS codes."""
+    facts = []
+    origin, departure = parcel.get("origin_country"), parcel.get("departure_country")
+    if origin:
+        facts.append(f"origin {origin}" + (f" via {departure}" if departure and departure != origin else ""))
+    value = _amount(parcel.get("declared_value"))
+    if value is not None:
+        facts.append(f"{number(value, CURRENCY, str(parcel.get('currency') or ''))} declared")
+    weight = _amount(parcel.get("net_weight_kg"))
+    if weight is None:
+        weight = _amount(parcel.get("gross_weight_kg"))
+    if weight is not None:
+        facts.append(number(weight, "kg"))
+    items = parcel.get("items")
+    if isinstance(items, list) and items:
+        codes = [str(it.get("hs_code")) for it in items[:3] if isinstance(it, dict) and it.get("hs_code")]
+        more = ", ..." if len(items) > 3 else ""
+        listed = f" (HS {', '.join(codes)}{more})" if codes else ""
+        facts.append(f"{len(items)} item{'s' if len(items) != 1 else ''}{listed}")
+    return ", ".join(facts)
+
+
+def summary(lane: str, score: float, reasons, parcel: dict | None = None) -> str:
+    """A parcel's decision in one line for inspectors: lane, score, the parcel's key facts when given
+    (the record as received), and every reason (Reason objects or wire dicts)."""
+    facts = key_facts(parcel) if parcel else ""
+    head = f"{lane.upper()} (score {score:.2f}{'; ' + facts if facts else ''})"
     return f"{head}: " + " | ".join(map(line, reasons)) if reasons else head

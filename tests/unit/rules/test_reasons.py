@@ -66,7 +66,7 @@ def test_wire_format_examples_show_what_the_program_emits(screener):
     assert (LANE_NAMES[int(result.lane[0])], round(float(result.score[0]), 6)) == (decision["lane"], decision["score"])
     flagged = doc_example("## Out: `flagged`")
     assert orjson.loads(orjson.dumps([r.as_dict() for r in reasons[1]])) == flagged["reasons"]
-    assert summary(LANE_NAMES[int(result.lane[1])], float(result.score[1]), reasons[1]) == flagged["summary"]
+    assert summary(LANE_NAMES[int(result.lane[1])], float(result.score[1]), reasons[1], PROHIBITED) == flagged["summary"]
 
 
 def test_reasons_name_units_currency_terms_and_thresholds(screener):
@@ -99,6 +99,9 @@ def test_summary_and_line_read_wire_dicts_as_tail_gets_them(screener):
     assert line(wire[0]).startswith("R4_PROHIBITED_HS +90%: An item's HS code is on the prohibited list: ")
     assert line({"rule_id": "random", "contribution": 0.0, "text": "picked"}) == "random: picked"
     assert summary("yellow", 0.31, []) == "YELLOW (score 0.31)"
+    facts = summary("red", 0.9, wire, {**PROHIBITED, "departure_country": "HK", "items": PROHIBITED["items"] * 4})
+    assert facts.startswith("RED (score 0.90; origin JP via HK, CNY 31.18 declared, 0.214 kg, "
+                            "4 items (HS 9302000000, 9302000000, 9302000000, ...)): R4_PROHIBITED_HS +90%: ")
 
 
 def test_hostile_values_stay_valid_json_and_read_as_missing_or_infinite(screener):
