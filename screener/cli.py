@@ -32,6 +32,14 @@ def main() -> None:
     """Parcel risk screener: Kafka manifests in, one explained decision per parcel out."""
 
 
+def load_settings(overrides: dict) -> Settings:
+    """Settings from SCREENER_* and flags; a bad variable is a one-line usage error."""
+    try:
+        return Settings.load(overrides)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
 def package_version() -> str:
     """Installed version of the screener package."""
     from importlib.metadata import PackageNotFoundError, version
@@ -48,8 +56,14 @@ def load_and_warm_screener(pack: str | None):
     from screener.pipeline.decode import RawMessage
     from screener.pipeline.processor import BatchProcessor
     from screener.pipeline.screening import load_screener
+    from screener.rules.errors import PackError
 
-    screener = load_screener(pack)
+    try:
+        screener = load_screener(pack)
+    except PackError as exc:
+        problems = [str(p) for p in exc.problems]
+        more = f"; and {len(problems) - 3} more (screener rules check {exc.path})" if len(problems) > 3 else ""
+        raise click.ClickException(f"rule pack {exc.path} refused: {'; '.join(problems[:3])}{more}") from None
     gen = ManifestGenerator(GeneratorConfig(manifests=1, parcels_per_manifest=5, seed=0))
     BatchProcessor(screener).process([RawMessage(orjson.dumps(m)) for m in gen.manifests()])
     return screener
@@ -78,7 +92,7 @@ def worker(**flags) -> None:
     from screener.kafka.worker import run_worker
     from screener.ops.metrics import PipelineMetrics
 
-    settings = Settings.load(flags)
+    settings = load_settings(flags)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     metrics = PipelineMetrics()
     # Probing starts before the slow rule-pack warm-up, so a wrong address is reported within seconds.
@@ -110,10 +124,16 @@ def worker(**flags) -> None:
 def broker(port: int, host: str) -> None:
     """Run the embedded Kafka-compatible broker (memory-only) in the foreground."""
     import os
+    import socket
 
     from screener.kafka.broker import broker_command, free_port
 
     port = port or free_port(host)
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     click.echo(f"embedded broker on kafka://{host}:{port} (memory only; Ctrl-C stops it)", err=True)
     cmd = broker_command(port, host)
     os.execv(cmd[0], cmd)
@@ -167,7 +187,7 @@ def publish(source: str, broker: str | None, topic_prefix: str | None, rate: flo
     from screener.kafka.connectivity import quiet_client_logs, unreachable_message
     from screener.kafka.publisher import FeedError, describe, documents, publish_documents
 
-    settings = Settings.load({"broker": broker, "topic_prefix": topic_prefix})
+    settings = load_settings({"broker": broker, "topic_prefix": topic_prefix})
     name = "stdin" if source == "-" else source
     shapes: Counter = Counter()
     total = None
@@ -235,7 +255,7 @@ def replay_dead_letter(broker: str | None, topic_prefix: str | None, reasons: tu
 
     if bool(reasons) == replay_all:
         raise click.UsageError("give --reason CODE (repeatable) or --all")
-    settings = Settings.load({"broker": broker, "topic_prefix": topic_prefix})
+    settings = load_settings({"broker": broker, "topic_prefix": topic_prefix})
     quiet_client_logs()
     try:
         count = asyncio.run(replay(settings.bootstrap_servers, settings.dead_letter_topic, settings.manifests_topic,
@@ -289,7 +309,7 @@ def tail(which: str, broker: str | None, topic_prefix: str | None, last: int | N
                                        ("--offset", offset is not None), ("--since", since is not None)) if given]
     if len(starts) > 1:
         raise click.UsageError(f"choose one start: {' or '.join(starts)}")
-    settings = Settings.load({"broker": broker, "topic_prefix": topic_prefix})
+    settings = load_settings({"broker": broker, "topic_prefix": topic_prefix})
     since_ms = calendar.timegm(since.timetuple()) * 1000 if since else None
     request = TailRequest(last=10 if last is None else last, from_beginning=from_beginning, offset=offset,
                           follow=follow, as_json=as_json, keep=Filter(set(lanes) or None, key, since_ms))
@@ -300,11 +320,12 @@ def tail(which: str, broker: str | None, topic_prefix: str | None, last: int | N
 
 
 @main.command()
-@click.option("--parcels", type=int, default=100_000, show_default=True, help="Parcels to screen before the summary.")
-@click.option("--parcels-per-manifest", type=int, default=500, show_default=True)
+@click.option("--parcels", type=click.IntRange(min=1), default=100_000, show_default=True,
+              help="Parcels to screen before the summary.")
+@click.option("--parcels-per-manifest", type=click.IntRange(min=1), default=500, show_default=True)
 @click.option("--rate", type=float, default=0.0, help="Publish rate in parcels/s (0 = as fast as possible).")
 @click.option("--forever", is_flag=True, help="Keep publishing and screening until Ctrl-C.")
-@click.option("--partitions", type=int, default=4, show_default=True)
+@click.option("--partitions", type=click.IntRange(min=1), default=4, show_default=True)
 @click.option("--metrics-port", type=int, default=9100, show_default=True, help="Worker's /metrics port (0 = off).")
 @click.option("--pack", default=None, help="Rule pack (default rules/default.toml).")
 @click.option("--seed", type=int, default=7, show_default=True)
