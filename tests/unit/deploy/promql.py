@@ -64,8 +64,9 @@ def dashboards() -> list[dict]:
 
 
 def dashboard_exprs(dashboard: dict) -> list[tuple[str, str]]:
-    """(panel title, expression) for every query of every panel, rows included."""
-    out = []
+    """(panel title, expression) for every query of every panel, rows included, and of every annotation."""
+    out = [(f"annotation {a['name']}", a["expr"]) for a in dashboard.get("annotations", {}).get("list", [])
+           if "expr" in a]
 
     def walk(panels: list[dict]) -> None:
         for p in panels:

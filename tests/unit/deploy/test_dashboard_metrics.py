@@ -40,6 +40,8 @@ def exported_names() -> set[str]:
     sampler = KeepUpSampler(m, required_peak=2315.0, full_batch_messages=256, state=Vocabularies())
     m.set_targets(20e6, 10, 2315.0)
     m.set_offsets({("manifests", 0): (10, 5)})
+    m.set_build_info(version="0.1.0", ruleset="default", ruleset_version="1")
+    m.set_broker("kafka-1:9092", up=True, last_contact=1.0, down_since=None)
     asyncio.run(sampler.sample())
     text = generate_latest(m.registry).decode()
     return {s.name for fam in text_string_to_metric_families(text) for s in fam.samples}
@@ -66,8 +68,14 @@ def test_the_dashboard_shows_what_the_issue_asks_for():
     for needle in ("job:screener_headroom:ratio", "job:screener_required_peak_parcels_per_second:max",
                    "job:screener_parcels:rate1m", "screener_consumer_lag", "screener_drain_seconds",
                    "screener_publish_to_decision_seconds_bucket", "screener_parcels_total",
-                   "screener_rule_hits_total", "screener_dead_letter_total", "screener_state_entries"):
+                   "screener_rule_hits_total", "screener_dead_letter_total", "screener_state_entries",
+                   "screener_consumer_lag_parcels", "screener_broker_up", "screener_build_info"):
         assert needle in text, needle
+    workers_up = next(p for p in dash["panels"] if p["title"] == "Workers up")
+    assert all(t["expr"].endswith(" or vector(0)") for t in workers_up["targets"])  # 0, not "No data"
+    annotations = {a["name"]: a["expr"] for a in dash["annotations"]["list"] if "expr" in a}
+    assert "screener_build_info" in annotations["Deploys (screener version, rule pack)"]
+    assert "screener_broker_up" in annotations["Broker unreachable"]
     assert all(p["datasource"]["uid"] == "prometheus" for p in dash["panels"] if p["type"] != "row")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import yaml
 
-from .promql import ALERT_TESTS, PROM_DIR, RULE_FILES, WORKER_JOB, alerts, run_promtool
+from .promql import ALERT_TESTS, PROM_DIR, ROOT, RULE_FILES, WORKER_JOB, alerts, run_promtool
 
 
 def test_promtool_check_config_accepts_the_compose_prometheus_config():
@@ -35,10 +35,15 @@ def test_every_alert_is_tested_firing_and_not_firing():
         assert any(not c.get("exp_alerts") for c in mine), f"{name}: no test where it stays quiet"
 
 
-def test_every_alert_has_a_summary_a_runbook_line_a_severity_and_a_for_clause():
+def test_every_alert_has_a_summary_a_runbook_url_to_an_existing_page_a_severity_and_a_for_clause():
+    index = (ROOT / "docs" / "runbooks" / "README.md").read_text()
     for alert in alerts():
         ann = alert.get("annotations", {})
-        assert ann.get("summary") and ann.get("runbook"), alert["alert"]
+        assert ann.get("summary") and "runbook" not in ann, alert["alert"]
+        page = ROOT / ann["runbook_url"]
+        assert ann["runbook_url"].startswith("docs/runbooks/") and page.is_file(), alert["alert"]
+        assert page.read_text().startswith(f"# {alert['alert']}\n"), page
+        assert f"| {alert['alert']} | [{page.name}]({page.name}) |" in index, alert["alert"]
         assert alert["labels"]["severity"] in {"warning", "critical"}, alert["alert"]
         assert alert.get("for"), f"{alert['alert']} fires on a single evaluation"
 
@@ -46,10 +51,13 @@ def test_every_alert_has_a_summary_a_runbook_line_a_severity_and_a_for_clause():
 def test_the_issue_alerts_exist():
     names = {a["alert"] for a in alerts()}
     assert {"ScreenerHeadroomLow", "ScreenerLagGrowing", "ScreenerDrainTimeHigh", "ScreenerDeadLetterRateHigh",
-            "ScreenerWorkerDown", "ScreenerLaneRateOutOfBand"} <= names
+            "ScreenerWorkerDown", "ScreenerLaneRateOutOfBand", "ScreenerBrokerUnreachable",
+            "ScreenerLatencyObjectiveMissed"} <= names
     by_name = {a["alert"]: a for a in alerts()}
     assert "< 1.5" in by_name["ScreenerHeadroomLow"]["expr"] and by_name["ScreenerHeadroomLow"]["for"] == "10m"
     assert "> 900" in by_name["ScreenerDrainTimeHigh"]["expr"]  # 15 minutes
+    assert "screener_broker_up" in by_name["ScreenerBrokerUnreachable"]["expr"]
+    assert "> 0.25" in by_name["ScreenerLatencyObjectiveMissed"]["expr"]  # the 250 ms p99 objective
 
 
 def test_the_scrape_job_is_the_one_the_alerts_watch():
