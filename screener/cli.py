@@ -86,13 +86,21 @@ def load_and_warm_screener(pack: str | None):
 @click.option("--peak-factor", type=float, default=None, help="Peak-day rate over the average rate (default 10).")
 @click.option("--log-level", default=None, help="Log level (WARNING, INFO, DEBUG).")
 @click.option("--data-dir", default=None, help="Faust's local data directory.")
+@click.option("--processes", type=click.IntRange(min=0), default=None,
+              help="Worker processes of the group on this machine (env SCREENER_PROCESSES; 0 = one per core).")
 def worker(**flags) -> None:
     """Run a screening worker (scale out by starting more in the same group)."""
     from screener.kafka.connectivity import BrokerUnreachable, BrokerWatch
+    from screener.kafka.processes import process_count, run_processes
     from screener.kafka.worker import run_worker
     from screener.ops.metrics import PipelineMetrics
 
     settings = load_settings(flags)
+    count = process_count(settings)
+    if count > 1:
+        # A supervisor of `count` single-process workers (screener/kafka/processes.py): one core each.
+        click.echo(f"worker: starting {count} processes in group {settings.app_id}", err=True)
+        sys.exit(run_processes(settings, count))
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     metrics = PipelineMetrics()
     # Probing starts before the slow rule-pack warm-up, so a wrong address is reported within seconds.

@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
+from rich.columns import Columns
 from rich.console import Console, Group
 from rich.live import Live
 from rich.panel import Panel
@@ -23,12 +25,14 @@ from rich.table import Table
 from screener.generator import BAD_MESSAGES, PARCEL_DEFECTS, GeneratorConfig, ManifestGenerator, break_parcel
 from screener.kafka.broker import EmbeddedBroker, free_port
 from screener.kafka.publisher import Publisher
-from screener.kafka.tail import read_topic
+from screener.kafka.tail import Filter, highwaters, partitions_of, read_range, read_topic, start_consumer
 from screener.settings import Settings
 
 BAD_PARCEL_EVERY = 40      # one damaged parcel in every 40th manifest
 BAD_MESSAGE_EVERY = 50     # one non-manifest message after every 50th manifest
 TIMEOUT_S = 300.0
+RATE_WINDOW_S = 5.0
+MIN_RATE_SPAN_S = 1.0  # below this, a rate says more about timer resolution than about the screener
 
 
 @dataclass
@@ -45,30 +49,42 @@ class Tally:
     reasons: Counter = field(default_factory=Counter)
     dead: Counter = field(default_factory=Counter)
     flagged_ids: set = field(default_factory=set)
-    first_at: float = 0.0
-    last_at: float = 0.0
-    rate_window: list = field(default_factory=list)
+    started_at: float = 0.0  # first publish
+    last_at: float = 0.0  # last decision read
+    # (time, parcels decided) at every refresh of the live view, the last RATE_WINDOW_S seconds of them.
+    samples: deque = field(default_factory=deque)
 
     def done(self) -> bool:
         """Every valid parcel decided and every bad item dead-lettered."""
         return (self.publishing_done and len(self.decided) >= self.expected_valid
                 and sum(self.dead.values()) >= self.expected_dead)
 
-    def rate(self) -> float:
-        """Decided parcels per second over the last few seconds."""
-        now = time.monotonic()
-        self.rate_window = [(t, n) for t, n in self.rate_window if now - t < 3.0]
-        if len(self.rate_window) < 2:
-            return 0.0
-        (t0, n0), (t1, n1) = self.rate_window[0], self.rate_window[-1]
-        return (n1 - n0) / max(t1 - t0, 1e-6)
+    def rate(self, now: float) -> float:
+        """Decided parcels per second over the last RATE_WINDOW_S seconds (since the first publish, before that).
+
+        Sampled on the view's clock, not on arrivals: decisions arrive in bursts of a whole batch,
+        and a rate between two arrivals a millisecond apart is meaningless.
+        """
+        self.samples.append((now, len(self.decided)))
+        while len(self.samples) > 1 and now - self.samples[1][0] >= RATE_WINDOW_S:
+            self.samples.popleft()
+        t0, n0 = self.samples[0]
+        if now - self.started_at < RATE_WINDOW_S:
+            t0, n0 = self.started_at, 0
+        return (len(self.decided) - n0) / (now - t0) if now - t0 >= MIN_RATE_SPAN_S else 0.0
+
+    def throughput(self) -> float:
+        """Distinct parcels decided per second, from the first publish to the last decision."""
+        span = self.last_at - self.started_at
+        return len(self.decided) / span if span >= MIN_RATE_SPAN_S else math.nan
 
 
 def _view(t: Tally, target: int | None, started: float) -> Group:
     head = Table.grid(padding=(0, 3))
+    now = time.monotonic()
     head.add_row("[bold]published[/]", f"{t.published_parcels:,} parcels",
                  "[bold]decided[/]", f"{len(t.decided):,}" + (f" / {target:,}" if target else ""),
-                 "[bold]rate[/]", f"{t.rate():,.0f} parcels/s", "[bold]elapsed[/]", f"{time.monotonic() - started:.0f}s")
+                 "[bold]rate[/]", f"{t.rate(now):,.0f} parcels/s", "[bold]elapsed[/]", f"{now - started:.0f}s")
     lanes = Table(title="lanes", show_edge=False)
     lanes.add_column("lane")
     lanes.add_column("parcels", justify="right")
@@ -86,9 +102,8 @@ def _view(t: Tally, target: int | None, started: float) -> Group:
     dead.add_column("count", justify="right")
     for reason, n in t.dead.most_common(8):
         dead.add_row(reason, str(n))
-    body = Table.grid(padding=(0, 4))
-    body.add_row(lanes, reasons, dead)
-    return Group(Panel(head, title="parcel screener demo"), body)
+    # Columns puts a table on the next line when the terminal is too narrow, instead of cutting numbers.
+    return Group(Panel(head, title="parcel screener demo"), Columns([lanes, reasons, dead], padding=(0, 4)))
 
 
 async def _publish(settings: Settings, tally: Tally, total: int | None, per_manifest: int, rate: float,
@@ -133,35 +148,42 @@ async def _consume(settings: Settings, tally: Tally) -> None:
                 tally.lanes[d["lane"]] += 1
                 for r in d.get("reasons", []):
                     tally.reasons[r["rule_id"]] += 1
-            now = time.monotonic()
-            tally.first_at = tally.first_at or now
-            tally.last_at = now
-            tally.rate_window.append((now, len(tally.decided)))
+            tally.last_at = time.monotonic()
 
     async def dead():
         async for _msg, value in read_topic(settings.bootstrap_servers, settings.dead_letter_topic):
             tally.dead[(value or {}).get("reason", "?")] += 1
 
-    async def flagged():
-        async for _msg, value in read_topic(settings.bootstrap_servers, settings.flagged_topic):
-            if value:
-                tally.flagged_ids.add(value.get("parcel_id"))
+    await asyncio.gather(decisions(), dead())
 
-    await asyncio.gather(decisions(), dead(), flagged())
+
+async def _read_flagged(settings: Settings, tally: Tally) -> None:
+    # Read once every decision is in: the worker produces a batch's flagged records before its
+    # decisions are acknowledged, so the topic's high-water marks now cover every flag, and recall
+    # is the same on identical runs (a live reader could still be behind when the summary is made).
+    consumer = await start_consumer(settings.bootstrap_servers)
+    try:
+        tps = await partitions_of(consumer, settings.flagged_topic, settings.bootstrap_servers)
+        end = await highwaters(settings.bootstrap_servers, tps)
+        async for p in read_range(consumer, "flagged", {tp: 0 for tp in tps}, end, Filter()):
+            tally.flagged_ids.add(p.record.get("parcel_id"))
+    finally:
+        await consumer.stop()
 
 
 def _summary(console: Console, t: Tally, labels: dict[str, str], elapsed: float) -> None:
     table = Table(title="demo summary", show_header=False)
     table.add_column(style="bold")
     table.add_column(justify="right")
-    span = max(t.last_at - t.first_at, 1e-6)
     table.add_row("parcels published", f"{t.published_parcels:,}")
     table.add_row("valid parcels decided (distinct)", f"{len(t.decided):,} of {t.expected_valid:,}")
     table.add_row("decision records (duplicates are replays)", f"{t.decisions:,}")
     table.add_row("dead-letter entries", f"{sum(t.dead.values()):,} of {t.expected_dead:,} expected")
     for lane in ("green", "yellow", "red"):
         table.add_row(f"  {lane}", f"{t.lanes[lane]:,} ({100 * t.lanes[lane] / max(t.decisions, 1):.2f}%)")
-    table.add_row("throughput (first to last decision)", f"{len(t.decided) / span:,.0f} parcels/s")
+    rate = t.throughput()
+    table.add_row("throughput (first publish to last decision)",
+                  "run too short to measure" if math.isnan(rate) else f"{rate:,.0f} parcels/s")
     illicit = {pid for pid, code in labels.items() if code != "NONE" and pid in t.decided}
     caught = illicit & t.flagged_ids
     table.add_row("planted fraud flagged (recall)", f"{len(caught):,} of {len(illicit):,}"
@@ -185,7 +207,9 @@ def run_demo(parcels: int, parcels_per_manifest: int, rate: float, forever: bool
     if metrics_port and not _port_free(metrics_port):
         metrics_port = free_port()
     env = dict(os.environ, SCREENER_BROKER=broker.url, SCREENER_PARTITIONS=str(partitions),
-               SCREENER_DATA_DIR=str(workdir / "data"), SCREENER_METRICS_PORT=str(metrics_port))
+               SCREENER_DATA_DIR=str(workdir / "data"), SCREENER_METRICS_PORT=str(metrics_port),
+               # One process: the live view and `status` read one metrics endpoint.
+               SCREENER_PROCESSES="1")
     if pack:
         env["SCREENER_PACK"] = pack
     log = open(workdir / "worker.log", "wb")
@@ -200,6 +224,7 @@ def run_demo(parcels: int, parcels_per_manifest: int, rate: float, forever: bool
     code = 0
 
     async def main() -> int:
+        tally.started_at = time.monotonic()
         pub = asyncio.create_task(_publish(settings, tally, target, parcels_per_manifest, rate, seed))
         con = asyncio.create_task(_consume(settings, tally))
         with Live(_view(tally, target, started), console=console, refresh_per_second=4) as live:
@@ -212,6 +237,7 @@ def run_demo(parcels: int, parcels_per_manifest: int, rate: float, forever: bool
                 if pub.done() and pub.exception():
                     raise pub.exception()
                 if not forever and tally.done():
+                    await _read_flagged(settings, tally)
                     break
                 if time.monotonic() - started > TIMEOUT_S and not forever:
                     console.print(f"[red]not every parcel was accounted for within {TIMEOUT_S:.0f}s[/]")
@@ -223,6 +249,7 @@ def run_demo(parcels: int, parcels_per_manifest: int, rate: float, forever: bool
         code = asyncio.run(main())
     except KeyboardInterrupt:
         code = 0 if forever else 130
+        asyncio.run(_read_flagged(settings, tally))
     finally:
         worker.send_signal(signal.SIGTERM)
         try:

@@ -25,7 +25,8 @@ class WorkerProcess:
         self.env = dict(os.environ, SCREENER_BROKER=broker_url, SCREENER_TOPIC_PREFIX=self.prefix,
                         SCREENER_APP_ID=self.app_id, SCREENER_PARTITIONS=str(partitions),
                         SCREENER_DATA_DIR=str(workdir / "faust-data"), SCREENER_LOG_LEVEL="INFO",
-                        **(extra_env or {}))
+                        # One worker per process unless a test asks for more (SIGKILL must hit the worker itself).
+                        **{"SCREENER_PROCESSES": "1", **(extra_env or {})})
         self.workdir = workdir
         self.proc: subprocess.Popen | None = None
         self.starts = 0
