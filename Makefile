@@ -31,7 +31,14 @@ test-unit: install
 test-integration: install
 	$(PY) -m pytest -q tests/integration
 
-demo: install
+# The demo needs the package alone: no test, benchmark or training extras, no Prometheus.
+$(VENV)/.installed-runtime: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q -U pip
+	$(VENV)/bin/pip install -q -e .
+	touch $@
+
+demo: $(VENV)/.installed-runtime
 	$(VENV)/bin/screener demo
 
 bench: install
