@@ -2,9 +2,11 @@
 
 A rule's reason lists its contribution to the score and the values that triggered it, e.g.
 `value_per_kg=0.8 < min_item(band_min(hs_code, item_origin_country))=12.0`, the terms or prefixes
-that matched and the item that decided a quantifier. One walk over the rule's IR reads node values
-from a view: in the worker, columnar numpy values of all explained parcels (columnar.py); in
-`rules explain` and the tests, the reference interpreter's trace of one parcel (the oracle).
+that matched and the item that decided a quantifier, and words it for inspectors (reasons.py).
+One walk over the rule's IR explains all parcels the rule fired for at once, reading node values
+from a source: in the worker, numpy columns of those parcels (columnar.py, ColumnSource); in
+`rules explain` and the tests, the reference interpreter's trace of one parcel (TraceSource, the
+oracle the property tests compare the columns with).
 """
 
 from __future__ import annotations
