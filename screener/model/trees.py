@@ -19,7 +19,7 @@ DEFAULT_LEFT_MASK = 2
 MISSING_NONE, MISSING_ZERO, MISSING_NAN = 0, 1, 2
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity: kernels cache a layout per ensemble
 class TreeEnsemble:
     """A binary-classification tree ensemble as arrays the kernel reads."""
 

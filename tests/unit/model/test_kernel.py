@@ -17,13 +17,16 @@ def _data(rng, n, n_features, n_categories, missing):
     X = rng.normal(size=(n, n_features))
     X[:, 0] = rng.integers(0, n_categories, n)
     X[rng.random((n, n_features)) < missing] = np.nan
-    y = (np.nan_to_num(X[:, 1]) + (np.nan_to_num(X[:, 0]) % 3 == 0) + rng.normal(size=n) > 0.5).astype(int)
-    return X, y
+    # missingness of column 2 carries signal, so trees split missing from present (`x <= inf` splits)
+    y = (np.nan_to_num(X[:, 1]) + (np.nan_to_num(X[:, 0]) % 3 == 0) + np.isnan(X[:, 2]) + rng.normal(size=n) > 0.5)
+    return X, y.astype(int)
 
 
 def _hostile_inputs(rng, n, n_features, n_categories):
-    """Inputs with missing values, zeros, unseen and negative categories, and values far outside training."""
+    """Inputs with missing values, zeros, infinities, unseen and negative categories, values far outside training."""
     X = rng.normal(size=(n, n_features)) * rng.choice([1.0, 1e6], size=(n, n_features))
+    X[rng.random((n, n_features)) < 0.02] = np.inf
+    X[rng.random((n, n_features)) < 0.02] = -np.inf
     X[:, 0] = rng.integers(-3, n_categories + 40, n)
     X[rng.random((n, n_features)) < 0.2] = np.nan
     X[rng.random((n, n_features)) < 0.05] = 0.0
@@ -43,8 +46,11 @@ def test_trained_model_matches_lightgbm_to_1e6_with_missing_and_unseen_categorie
     booster, ensemble = trained
     X = _hostile_inputs(np.random.default_rng(2), 2000, 6, 12)
     assert np.abs(probabilities(ensemble, X) - booster.predict(X, num_threads=1)).max() < 1e-6
-    assert np.abs(raw_scores(ensemble, X) - booster.predict(X, raw_score=True, num_threads=1)).max() < 1e-6
-    assert ensemble.categorical.any() and (ensemble.missing_type == 2).any()  # both kinds of split exercised
+    expected = booster.predict(X, raw_score=True, num_threads=1)
+    for kernel in ("bitvector", "walk"):
+        assert np.abs(raw_scores(ensemble, X, kernel) - expected).max() < 1e-6
+    # categorical and numerical splits, missing values with a default direction, missing-vs-present splits
+    assert ensemble.categorical.any() and (ensemble.missing_type == 2).any() and np.isinf(ensemble.threshold).any()
 
 
 def test_path_contributions_add_up_to_the_raw_score(trained):
@@ -84,4 +90,7 @@ def test_random_small_models_match_lightgbm(seed, leaves, trees, categories, mis
     booster = lgb.train(params, lgb.Dataset(X, y, categorical_feature=[0]), trees)
     ensemble = from_lightgbm_text(booster.model_to_string())
     Xt = _hostile_inputs(rng, 300, 4, categories)
-    assert np.abs(raw_scores(ensemble, Xt) - booster.predict(Xt, raw_score=True, num_threads=1)).max() < 1e-6
+    expected = booster.predict(Xt, raw_score=True, num_threads=1)
+    assert np.abs(raw_scores(ensemble, Xt, "walk") - expected).max() < 1e-6
+    if not zero_as_missing:  # the bitvector kernel takes every model without zero-as-missing splits here
+        assert np.abs(raw_scores(ensemble, Xt, "bitvector") - expected).max() < 1e-6
