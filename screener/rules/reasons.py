@@ -177,9 +177,10 @@ def _cmp_parts(node: ir.Compare, held: bool) -> tuple[str, str | None, str, str]
 
 def compare_texts(node: ir.Compare, lefts: list, rights: list, held: list[bool], currencies: list[str]) -> list[str]:
     """A comparison in words, per parcel: "value per kg USD 1.11/kg is below USD 40.00/kg (band ...)"."""
+    parts = {True: _cmp_parts(node, True), False: _cmp_parts(node, False)}
     out = []
     for lv, rv, h, cur in zip(lefts, rights, held, currencies):
-        left, u, words, right = _cmp_parts(node, h)
+        left, u, words, right = parts[h]
         out.append(f"{left} {number(lv, u, cur)} is {words} {number(rv, u, cur)}{right}")
     return out
 
