@@ -43,11 +43,11 @@ class Contender:
     key: str
     shape: int  # parcels per input message: 500 (manifests) or 1 (single parcels)
     parcels: int
-    run: Callable[[Env, str, int], Awaitable[dict]]
+    run: Callable[[Env, str, int, int], Awaitable[dict]]  # (env, prefix, parcels, input messages) -> figures
     what: str
 
 
-async def ceiling(env: Env, prefix: str, parcels: int, client: str) -> dict:
+async def ceiling(env: Env, prefix: str, parcels: int, messages: int, client: str) -> dict:
     """The I/O ceiling in a process of its own (benchmarks/ceiling.py)."""
     cmd = [sys.executable, "-m", "benchmarks.ceiling", "--client", client, "--bootstrap", env.bootstrap,
            "--in-topic", prefix + "manifests", "--out-topic", prefix + "decisions",
@@ -66,36 +66,37 @@ def _python_proc(env: Env, name: str, module: str, args: list[str]) -> Proc:
     return Proc(name, [sys.executable, "-m", module, *args], dict(os.environ), env.workdir / f"{name}.log")
 
 
-async def faust_agent(env: Env, prefix: str, parcels: int, mode: str, broker_url: str | None = None) -> dict:
+async def faust_agent(env: Env, prefix: str, parcels: int, messages: int, mode: str) -> dict:
     """One of the obvious Faust agents (benchmarks/baseline.py) draining the backlog."""
     name = f"faust-{mode}-{prefix.strip('-')}"
     proc = _python_proc(env, name, "benchmarks.baseline", [
-        "--mode", mode, "--broker", broker_url or env.broker_url, "--in-topic", prefix + "manifests",
+        "--mode", mode, "--broker", env.broker_url, "--in-topic", prefix + "manifests",
         "--out-topic", prefix + "decisions", "--app-id", f"{name}-{time.time_ns()}",
         "--partitions", str(env.partitions), "--data-dir", str(env.workdir / f"{name}-data")])
-    count = int if mode == "bare" else None  # the bare agent's progress records hold the events they stand for
-    expected = parcels - parcels % PROGRESS_EVERY if mode == "bare" else parcels
-    kwargs = {"count": count} if count else {}
-    return await drain([proc], env.bootstrap, prefix + "decisions", env.partitions, expected,
-                       timeout=120 + parcels / 500, extra_pids={"broker": env.broker_pid}, **kwargs)
+    if mode == "bare":  # its progress records hold the number of events they stand for
+        return await drain([proc], env.bootstrap, prefix + "decisions", env.partitions,
+                           parcels - parcels % PROGRESS_EVERY, timeout=120 + parcels / 500,
+                           extra_pids={"broker": env.broker_pid}, count=int, expected_messages=messages // PROGRESS_EVERY)
+    return await drain([proc], env.bootstrap, prefix + "decisions", env.partitions, parcels,
+                       timeout=120 + parcels / 500, extra_pids={"broker": env.broker_pid}, expected_messages=messages)
 
 
-async def quix_app(env: Env, prefix: str, parcels: int) -> dict:
+async def quix_app(env: Env, prefix: str, parcels: int, messages: int) -> dict:
     """The obvious Quix Streams app (benchmarks/quix.py) draining the backlog."""
     name = f"quix-{prefix.strip('-')}"
     proc = _python_proc(env, name, "benchmarks.quix", [
         "--broker", env.bootstrap, "--in-topic", prefix + "manifests", "--out-topic", prefix + "decisions",
         "--group", f"{name}-{time.time_ns()}"])
     return await drain([proc], env.bootstrap, prefix + "decisions", env.partitions, parcels,
-                       timeout=180 + parcels / 500, extra_pids={"broker": env.broker_pid})
+                       timeout=180 + parcels / 500, extra_pids={"broker": env.broker_pid}, expected_messages=messages)
 
 
-async def screener(env: Env, prefix: str, parcels: int, pack: Path | None = None) -> dict:
+async def screener(env: Env, prefix: str, parcels: int, messages: int, pack: Path | None = None) -> dict:
     """`screener worker` (one process) with `pack`; also the share of parcels it flagged."""
     proc = screener_worker("screener-" + prefix.strip("-"), env.broker_url, prefix, env.partitions, env.workdir,
                            pack=pack)
     res = await drain([proc], env.bootstrap, prefix + "decisions", env.partitions, parcels,
-                      timeout=120 + parcels / 500, extra_pids={"broker": env.broker_pid})
+                      timeout=120 + parcels / 500, extra_pids={"broker": env.broker_pid}, expected_messages=messages)
     flagged = await watch(env.bootstrap, prefix + "flagged", env.partitions, parcels, timeout=60, idle_timeout=2,
                           count=lambda _value: 1)
     res["flagged_share"] = round(flagged.parcels / res["parcels"], 4) if res["parcels"] else None
@@ -105,18 +106,18 @@ async def screener(env: Env, prefix: str, parcels: int, pack: Path | None = None
 def manifest_contenders(parcels: int, hit_parcels: int, packs: dict[str, Path]) -> list[Contender]:
     """Everything measured on manifests of 500, in the order a round runs them (interleaved kinds)."""
     return [
-        Contender("ceiling_500", 500, parcels, lambda e, p, n: ceiling(e, p, n, "aiokafka"),
+        Contender("ceiling_500", 500, parcels, lambda e, p, n, m: ceiling(e, p, n, m, "aiokafka"),
                   "aiokafka consume + orjson.loads + decisions-sized produce, worker GC, 2 batches in flight"),
         Contender("screener_500", 500, parcels, screener, "`screener worker`, default pack"),
-        Contender("baseline_manifests", 500, parcels, lambda e, p, n: faust_agent(e, p, n, "manifests"),
+        Contender("baseline_manifests", 500, parcels, lambda e, p, n, m: faust_agent(e, p, n, m, "manifests"),
                   "obvious Faust agent: faust.Record per parcel, rules in Python, one send per manifest"),
-        Contender("ceiling_librdkafka_500", 500, parcels, lambda e, p, n: ceiling(e, p, n, "confluent"),
+        Contender("ceiling_librdkafka_500", 500, parcels, lambda e, p, n, m: ceiling(e, p, n, m, "confluent"),
                   "the same ceiling on librdkafka (confluent-kafka)"),
         Contender("quix_manifests", 500, parcels, quix_app,
                   "obvious Quix Streams app: dicts, rules in Python, to_topic"),
-        Contender("screener_500_hit50", 500, hit_parcels, lambda e, p, n: screener(e, p, n, packs["hit50"]),
+        Contender("screener_500_hit50", 500, hit_parcels, lambda e, p, n, m: screener(e, p, n, m, packs["hit50"]),
                   "`screener worker`, default pack + a rule hitting about half the parcels"),
-        Contender("screener_500_hit100", 500, hit_parcels, lambda e, p, n: screener(e, p, n, packs["hit100"]),
+        Contender("screener_500_hit100", 500, hit_parcels, lambda e, p, n, m: screener(e, p, n, m, packs["hit100"]),
                   "`screener worker`, default pack + a rule hitting every parcel"),
     ]
 
@@ -124,11 +125,11 @@ def manifest_contenders(parcels: int, hit_parcels: int, packs: dict[str, Path]) 
 def single_contenders(parcels: int, baseline_parcels: int) -> list[Contender]:
     """Everything measured on single-parcel messages."""
     return [
-        Contender("ceiling_1", 1, parcels, lambda e, p, n: ceiling(e, p, n, "aiokafka"),
+        Contender("ceiling_1", 1, parcels, lambda e, p, n, m: ceiling(e, p, n, m, "aiokafka"),
                   "the aiokafka ceiling on single-parcel messages"),
-        Contender("bare_faust_1", 1, parcels, lambda e, p, n: faust_agent(e, p, n, "bare"),
+        Contender("bare_faust_1", 1, parcels, lambda e, p, n, m: faust_agent(e, p, n, m, "bare"),
                   "bare Faust agent: raw bytes, only acknowledges (the per-event floor)"),
         Contender("screener_1", 1, parcels, screener, "`screener worker`, default pack, single-parcel messages"),
-        Contender("baseline", 1, baseline_parcels, lambda e, p, n: faust_agent(e, p, n, "parcels"),
+        Contender("baseline", 1, baseline_parcels, lambda e, p, n, m: faust_agent(e, p, n, m, "parcels"),
                   "obvious Faust agent per parcel: faust.Record, rules in Python, one send per parcel"),
     ]

@@ -37,7 +37,7 @@ async def run(bootstrap: str, broker_url: str, workdir: Path, pool: Pool, parcel
         procs = screener_group(processes, f"day-{processes}w", broker_url, prefix, partitions, workdir)
         extra = {"broker": broker_pid} if broker_pid else None
         res = await drain(procs, bootstrap, prefix + "decisions", partitions, sent.parcels,
-                          timeout=max(600.0, sent.parcels / 2000.0), extra_pids=extra)
+                          timeout=max(600.0, sent.parcels / 2000.0), extra_pids=extra, expected_messages=sent.messages)
         res["workers"] = processes
         res["worker_processes_started_by_harness"] = len(procs)
         out["run"] = res

@@ -146,11 +146,15 @@ class Watched:
 async def watch(bootstrap: str, topic: str, partitions: int, expected_parcels: int, timeout: float,
                 idle_timeout: float = 30.0, count: Callable[[bytes], int] = count_parcels,
                 keep_keys: bool = False, ready: asyncio.Event | None = None,
-                stop: Callable[[], bool] | None = None, since_ms: int = 0, out: Watched | None = None) -> Watched:
+                stop: Callable[[], bool] | None = None, since_ms: int = 0, out: Watched | None = None,
+                expected_messages: int | None = None) -> Watched:
     """Read `topic` from the start until `expected_parcels` parcels were seen, or nothing new for idle_timeout.
 
     Records stamped before `since_ms` (an earlier run's output on the same topic) are skipped;
-    `out`, when given, is filled in as records arrive so the caller can follow progress.
+    `out`, when given, is filled in as records arrive so the caller can follow progress. With
+    `expected_messages`, the topic is only read once that many records are on it: until then the
+    harness just asks for the partitions' end offsets, so it does not take CPU from the consumer
+    under measurement on this 2-core machine (`out.messages` follows the end offsets meanwhile).
     """
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
                                 enable_auto_commit=False, fetch_max_wait_ms=20, fetch_max_bytes=64 << 20,
@@ -158,10 +162,22 @@ async def watch(bootstrap: str, topic: str, partitions: int, expected_parcels: i
     await consumer.start()
     out = out if out is not None else Watched()
     try:
-        consumer.assign([TopicPartition(topic, p) for p in range(partitions)])
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(tps)
         if ready is not None:
             ready.set()
         start = last_new = time.monotonic()
+        if expected_messages is not None:
+            written = 0
+            while written < expected_messages and not (stop and stop()):
+                await asyncio.sleep(0.2)
+                now, before = time.monotonic(), written
+                written = out.messages = sum((await consumer.end_offsets(tps)).values())
+                last_new = now if written > before else last_new
+                idle = now - (last_new if written else start)
+                if now - start > timeout or (written and idle > idle_timeout) or idle > max(idle_timeout, 60.0):
+                    break
+            out.messages, start = 0, time.monotonic()
         while out.parcels < expected_parcels and not (stop and stop()):
             batch = await consumer.getmany(timeout_ms=200, max_records=5000)
             now_wall, now = time.time(), time.monotonic()

@@ -21,14 +21,17 @@ from .workload import count_parcels
 async def drain(procs: list[Proc], bootstrap: str, out_topic: str, partitions: int, expected_parcels: int,
                 timeout: float, profile: Path | None = None, profile_s: float = 10.0,
                 extra_pids: dict[str, int] | None = None, since_ms: int = 0,
-                count: Callable[[bytes], int] = count_parcels) -> dict:
+                count: Callable[[bytes], int] = count_parcels, expected_messages: int | None = None) -> dict:
     """Start `procs`, wait until `expected_parcels` decisions are on `out_topic`, stop them; figures as a dict.
 
-    `count` tells how many parcels an output record stands for (default: its `parcel_id` keys).
+    `count` tells how many parcels an output record stands for (default: its `parcel_id` keys). With
+    `expected_messages` (output records the run must write), the output is read only once it is all
+    there, so the harness stays off the CPU while the consumer under measurement works.
     """
     ready, progress = asyncio.Event(), Watched()
     watcher = asyncio.create_task(watch(bootstrap, out_topic, partitions, expected_parcels, timeout, ready=ready,
-                                        since_ms=since_ms, out=progress, count=count))
+                                        since_ms=since_ms, out=progress, count=count,
+                                        expected_messages=expected_messages))
     await ready.wait()
     t_start = time.time()
     for p in procs:

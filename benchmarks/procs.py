@@ -185,7 +185,8 @@ def screener_worker(name: str, broker_url: str, prefix: str, partitions: int, wo
                SCREENER_APP_ID=app_id, SCREENER_PARTITIONS=str(partitions),
                SCREENER_DATA_DIR=str(workdir / f"{name}-data"), SCREENER_LOG_LEVEL="WARNING",
                SCREENER_METRICS_PORT="0", SCREENER_PACK=str(pack or REPO / "rules" / "default.toml"),
-               SCREENER_PROCESSES="1", **(extra_env or {}))
+               SCREENER_PROCESSES="1")
+    env.update(extra_env or {})
     return Proc(name, [sys.executable, "-m", "screener.cli", "worker"], env, workdir / f"{name}.log")
 
 

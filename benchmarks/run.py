@@ -94,10 +94,11 @@ def log(msg: str) -> None:
 async def measure(env: Env, pool: Pool, c: Contender, prefix: str) -> dict:
     """Publish `c`'s backlog to topics of its own, run it, delete the topics (the broker keeps everything in memory)."""
     await create_topics(env.bootstrap, topics(prefix), env.partitions)
+    messages = pool.messages_for(c.parcels)
     try:
-        await publish(env.bootstrap, prefix + "manifests", pool.stream(pool.messages_for(c.parcels)), env.partitions,
+        await publish(env.bootstrap, prefix + "manifests", pool.stream(messages), env.partitions,
                       pool.parcels_per_message)
-        return await c.run(env, prefix, c.parcels)
+        return await c.run(env, prefix, messages * pool.parcels_per_message, messages)
     finally:
         await delete_topics(env.bootstrap, topics(prefix))
 
