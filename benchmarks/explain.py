@@ -10,7 +10,8 @@ in CPU time of the measuring thread:
 - `before_us`: what `PackScreener.explain` cost until now, one interpreter trace per fired rule of
   each parcel plus its `because` lines (timed on a slice: it is slow);
 - `after_us`: `explain_many` over all explained parcels of the batch (values, wording, Reason objects);
-- `columns_us`: the numpy evaluation alone (columnar.py), `summary_us`: one flagged record's summary line.
+- `columns_us`: the numpy evaluation alone (columnar.py);
+- `summary_us`: one flagged record's summary line, with the parcel's key facts.
 Writes benchmarks/explain-results.json.
 """
 
@@ -83,7 +84,7 @@ def columns_only(screener, batch, result, indices) -> None:
 def measure(screener, batch, repeats: int, slice_parcels: int) -> dict:
     """Before / after figures for one screener and batch; the contenders take turns (best of each)."""
     from screener.pipeline.batch import LANE_NAMES
-    from screener.rules.reasons import summary
+    from screener.rules.reasons import batch_facts, summary
 
     result = screener.screen(batch)
     explained = np.flatnonzero(result.hits.any(axis=1) | result.random)
@@ -98,14 +99,15 @@ def measure(screener, batch, repeats: int, slice_parcels: int) -> dict:
             lambda: interpreter_reasons(screener, batch, result, part), 1) / len(part))
         best["after"] = min(best["after"], best_of(lambda: screener.explain_many(batch, result, explained), 1) / k)
         best["columns"] = min(best["columns"], best_of(lambda: columns_only(screener, batch, result, explained), 1) / k)
-        best["summary"] = min(best["summary"], best_of(
-            lambda: [summary(ln, s, rs) for ln, s, rs in zip(lanes, scores, reasons)], 1) / k)
+        best["summary"] = min(best["summary"], best_of(lambda: [
+            summary(ln, s, rs, f) for ln, s, rs, f in zip(lanes, scores, reasons, batch_facts(batch, explained))],
+            1) / k)
     return {
         "parcels": batch.n, "explained_parcels": k, "explained_share": round(k / batch.n, 3),
         "reasons_per_explained_parcel": round(sum(map(len, reasons)) / k, 2),
         **{f"{key}_us": round(v * 1e6, 2) for key, v in best.items()},
         "speedup": round(best["before"] / best["after"], 1),
-        "example_summary": summary(lanes[0], scores[0], reasons[0]),
+        "example_summary": summary(lanes[0], scores[0], reasons[0], batch_facts(batch, explained[:1])[0]),
     }
 
 

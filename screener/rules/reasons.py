@@ -13,6 +13,8 @@ import math
 import re
 from functools import lru_cache
 
+import numpy as np
+
 from screener.rules import ir
 
 CURRENCY = "CUR"   # unit placeholder: the parcel's declared currency
@@ -229,35 +231,59 @@ def line(reason) -> str:
 
 
 def _amount(value) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        return None
+    return float(value)
 
 
-def key_facts(parcel: dict) -> str:
-    """The parcel's key facts for an inspector: origin (and departure), declared value, weight, items' HS codes."""
+def _facts(origin: str, departure: str, value: float | None, currency: str, net: float | None,
+           gross: float | None, n_items: int, hs_codes: list[str]) -> str:
     facts = []
-    origin, departure = parcel.get("origin_country"), parcel.get("departure_country")
     if origin:
         facts.append(f"origin {origin}" + (f" via {departure}" if departure and departure != origin else ""))
-    value = _amount(parcel.get("declared_value"))
     if value is not None:
-        facts.append(f"{number(value, CURRENCY, str(parcel.get('currency') or ''))} declared")
-    weight = _amount(parcel.get("net_weight_kg"))
-    if weight is None:
-        weight = _amount(parcel.get("gross_weight_kg"))
+        facts.append(f"{number(value, CURRENCY, currency)} declared")
+    weight = net if net is not None and net > 0 else gross     # as the derived field weight_kg
     if weight is not None:
         facts.append(number(weight, "kg"))
-    items = parcel.get("items")
-    if isinstance(items, list) and items:
-        codes = [str(it.get("hs_code")) for it in items[:3] if isinstance(it, dict) and it.get("hs_code")]
-        more = ", ..." if len(items) > 3 else ""
-        listed = f" (HS {', '.join(codes)}{more})" if codes else ""
-        facts.append(f"{len(items)} item{'s' if len(items) != 1 else ''}{listed}")
+    if n_items:
+        listed = f" (HS {', '.join(hs_codes[:3])}{', ...' if n_items > 3 else ''})" if hs_codes else ""
+        facts.append(f"{n_items} item{'s' if n_items != 1 else ''}{listed}")
     return ", ".join(facts)
 
 
-def summary(lane: str, score: float, reasons, parcel: dict | None = None) -> str:
+def key_facts(parcel: dict) -> str:
+    """The parcel's key facts for an inspector, from the record as received (what `screener tail` reads):
+    origin (and departure), declared value with currency, weight, number of items and their HS codes."""
+    items = parcel.get("items")
+    items = [it for it in items if isinstance(it, dict)] if isinstance(items, list) else []
+    return _facts(str(parcel.get("origin_country") or ""), str(parcel.get("departure_country") or ""),
+                  _amount(parcel.get("declared_value")), str(parcel.get("currency") or ""),
+                  _amount(parcel.get("net_weight_kg")), _amount(parcel.get("gross_weight_kg")), len(items),
+                  [str(it["hs_code"]) for it in items[:3] if it.get("hs_code")])
+
+
+def batch_facts(batch, indices) -> list[str]:
+    """key_facts of parcels `indices` of a ParcelBatch, from its columns (the worker has no parcel dicts)."""
+    rows = np.asarray(indices, dtype=np.int64).reshape(-1)
+
+    def strings(field: str) -> list[str]:
+        names = batch.vocab[field].strings
+        return [names[c] for c in batch.strings[field][rows].tolist()]
+
+    def amounts(field: str) -> list[float | None]:
+        return [None if v != v else v for v in batch.numbers[field][rows].tolist()]
+
+    lo, hi = batch.item_offsets[rows].tolist(), batch.item_offsets[rows + 1].tolist()
+    hs_names, hs_codes = batch.vocab["item_hs_code"].strings, batch.item_strings["hs_code"]
+    hs = [[hs_names[c] for c in hs_codes[a:min(b, a + 3)].tolist()] for a, b in zip(lo, hi)]
+    return [_facts(*fields, b - a, [h for h in codes if h]) for fields, a, b, codes in zip(
+        zip(strings("origin_country"), strings("departure_country"), amounts("declared_value"), strings("currency"),
+            amounts("net_weight_kg"), amounts("gross_weight_kg")), lo, hi, hs)]
+
+
+def summary(lane: str, score: float, reasons, facts: str = "") -> str:
     """A parcel's decision in one line for inspectors: lane, score, the parcel's key facts when given
-    (the record as received), and every reason (Reason objects or wire dicts)."""
-    facts = key_facts(parcel) if parcel else ""
+    (key_facts / batch_facts) and every reason (Reason objects or wire dicts)."""
     head = f"{lane.upper()} (score {score:.2f}{'; ' + facts if facts else ''})"
     return f"{head}: " + " | ".join(map(line, reasons)) if reasons else head

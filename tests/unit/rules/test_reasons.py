@@ -14,7 +14,7 @@ import pytest
 from screener.pipeline.batch import LANE_NAMES
 from screener.pipeline.screening import load_screener
 from screener.rules.parcels import batch_from_parcels
-from screener.rules.reasons import line, list_name, number, percent, summary
+from screener.rules.reasons import batch_facts, key_facts, line, list_name, number, percent, summary
 from screener.schemas import validator
 
 from .helpers import make_batch
@@ -66,7 +66,10 @@ def test_wire_format_examples_show_what_the_program_emits(screener):
     assert (LANE_NAMES[int(result.lane[0])], round(float(result.score[0]), 6)) == (decision["lane"], decision["score"])
     flagged = doc_example("## Out: `flagged`")
     assert orjson.loads(orjson.dumps([r.as_dict() for r in reasons[1]])) == flagged["reasons"]
-    assert summary(LANE_NAMES[int(result.lane[1])], float(result.score[1]), reasons[1], PROHIBITED) == flagged["summary"]
+    batch = batch_from_parcels([UNDERVALUED, PROHIBITED])
+    assert batch_facts(batch, [1, 0]) == [key_facts(PROHIBITED), key_facts(UNDERVALUED)]
+    assert summary(LANE_NAMES[int(result.lane[1])], float(result.score[1]), reasons[1],
+                   batch_facts(batch, [1])[0]) == flagged["summary"]
 
 
 def test_reasons_name_units_currency_terms_and_thresholds(screener):
@@ -99,9 +102,14 @@ def test_summary_and_line_read_wire_dicts_as_tail_gets_them(screener):
     assert line(wire[0]).startswith("R4_PROHIBITED_HS +90%: An item's HS code is on the prohibited list: ")
     assert line({"rule_id": "random", "contribution": 0.0, "text": "picked"}) == "random: picked"
     assert summary("yellow", 0.31, []) == "YELLOW (score 0.31)"
-    facts = summary("red", 0.9, wire, {**PROHIBITED, "departure_country": "HK", "items": PROHIBITED["items"] * 4})
-    assert facts.startswith("RED (score 0.90; origin JP via HK, CNY 31.18 declared, 0.214 kg, "
-                            "4 items (HS 9302000000, 9302000000, 9302000000, ...)): R4_PROHIBITED_HS +90%: ")
+    many = {**PROHIBITED, "departure_country": "HK", "items": PROHIBITED["items"] * 4}
+    text = summary("red", 0.9, wire, key_facts(many))
+    assert text.startswith("RED (score 0.90; origin JP via HK, CNY 31.18 declared, 0.214 kg, "
+                           "4 items (HS 9302000000, 9302000000, 9302000000, ...)): R4_PROHIBITED_HS +90%: ")
+    assert batch_facts(batch_from_parcels([many]), [0]) == [key_facts(many)]
+    no_net = {**PROHIBITED, "net_weight_kg": 0.0}       # the weight shown is the rules' weight_kg
+    assert [key_facts(no_net)] == batch_facts(batch_from_parcels([no_net]), [0]) and ", 0.295 kg, " in key_facts(no_net)
+    assert key_facts({"items": "not a list", "declared_value": True}) == ""
 
 
 def test_hostile_values_stay_valid_json_and_read_as_missing_or_infinite(screener):
