@@ -40,8 +40,8 @@ _NOT_OP_WORDS = {"<": "not below", "<=": "above", ">": "not above", ">=": "below
                  "!=": "equal to"}
 _QUANT_WORDS = {"min_item": "lowest {} of the items", "max_item": "highest {} of the items",
                 "sum_items": "total {} of the items"}
-_TABLE = re.compile(r'^table\("([^"]+)"(.*)\)$')
-_FILTER = re.compile(r'(\w+)="([^"]*)"')
+_TABLE = re.compile(r"""^table\((["'])([^"']+)\1(.*)\)$""")   # the rule's own quoting: " or '
+_FILTER = re.compile(r"""(\w+)=(["'])([^"']*)\2""")
 _WATCHLIST = re.compile(r"^watchlist\[(\w+)\]$")
 
 
@@ -131,8 +131,8 @@ def list_name(source: str) -> str:
     -> restricted_hs where kind=prohibited; watchlist[seller_id] -> the seller_id watchlist."""
     m = _TABLE.match(source)
     if m:
-        filters = ", ".join(f"{k}={v}" for k, v in _FILTER.findall(m.group(2)))
-        return f"{m.group(1)} where {filters}" if filters else m.group(1)
+        filters = ", ".join(f"{k}={v}" for k, _, v in _FILTER.findall(m.group(3)))
+        return f"{m.group(2)} where {filters}" if filters else m.group(2)
     m = _WATCHLIST.match(source)
     return f"the {m.group(1)} watchlist" if m else source
 

@@ -158,6 +158,7 @@ def test_percentages_and_list_names():
     assert [percent(c) for c in (0.341532, 0.6, 0.004, 0.0)] == ["+34%", "+60%", "+<1%", "+0%"]
     assert list_name('table("restricted_hs", "hs_prefix", kind="prohibited")') == "restricted_hs where kind=prohibited"
     assert list_name('table("risky_routes", "origin_country", "departure_country")') == "risky_routes"
+    assert list_name("table('restricted_hs', 'hs_prefix', kind='licensed')") == "restricted_hs where kind=licensed"
     assert list_name("watchlist[seller_id]") == "the seller_id watchlist"
     assert list_name("['gift', 'sample']") == "['gift', 'sample']"
 
@@ -171,3 +172,25 @@ def test_rules_explain_prints_the_worded_reasons():
     assert r.exit_code == 0, r.output
     assert ('R4_PROHIBITED_HS                   FIRED  +90%: An item\'s HS code is on the prohibited list: item 1 of 1: '
             'HS code "9302000000" starts with "9302"') in r.output
+
+
+def test_matched_terms_are_those_valid_on_the_parcels_date(tmp_path, scratch_cache):
+    from screener.rules import load_pack
+    from screener.rules.screener import PackScreener
+
+    from .helpers import write_pack
+
+    path = write_pack(tmp_path, [{"id": "T", "weight": 0.5, "description": "prohibited goods",
+                                  "condition": "any_item(contains_any(description, table('terms', 'term')))"}], red=0.5)
+    screener = PackScreener(load_pack(path), scratch_cache)
+    parcels = [{"event_time": t, "currency": "USD", "items": [{"description": "shoes"},
+                                                              {"description": "Fake-Nike pistol cocaine"}]}
+               for t in ("2026-11-11T00:00:00Z", "2027-03-01T00:00:00Z", "2026-07-15T00:00:00Z")]
+    batch = make_batch(parcels)
+    result = screener.screen(batch)
+    reasons = screener.explain_many(batch, result, np.arange(batch.n))
+    assert [r[0].values["matched"] for r in reasons] == [["cocaine", "fake nike"], ["cocaine", "fake nike", "pistol"],
+                                                         ["cocaine"]]
+    assert [r[0].values["item"] for r in reasons] == [1, 1, 1]
+    assert reasons[1][0].text == ('prohibited goods: item 2 of 2: description "Fake-Nike pistol cocaine" contains '
+                                  '"cocaine" / "fake nike" / "pistol" (terms)')
