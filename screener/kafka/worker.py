@@ -15,20 +15,30 @@ import time
 from collections import deque
 
 import faust
+import orjson
+from aiokafka.errors import MessageSizeTooLargeError, RecordTooLargeError
+from faust.exceptions import ProducerSendError
 
 from screener.kafka.transport import ScreenerApp
 from screener.ops.metrics import PipelineMetrics
 from screener.ops.observability import attach
-from screener.pipeline.decode import RawMessage
+from screener.pipeline.deadletter import now_iso
+from screener.pipeline.decode import RawMessage, Rejection
 from screener.pipeline.processor import DEAD_LETTER, DECISIONS, FLAGGED, BatchOutcome, BatchProcessor
 from screener.pipeline.screening import Screener
 from screener.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# Decisions of a 500-parcel manifest are ~40 KB; room for the largest allowed manifest's decisions.
+# Decisions of a 500-parcel manifest are ~40 KB and the encoder keeps every record under
+# settings.max_record_bytes; a producer batch of 1 MiB carries ~25 of them per partition request, where
+# aiokafka's default (16 KB) sent each one alone. A short linger fills batches while screening goes on.
 PRODUCER_MAX_REQUEST_BYTES = 8 << 20
+PRODUCER_MAX_BATCH_BYTES = 1 << 20
+PRODUCER_LINGER_S = 0.005
 MAX_BATCHES_IN_FLIGHT = 2
+# Refusals of one record for its size (by the client or the broker): it is dead-lettered, not retried.
+SIZE_REFUSALS = (MessageSizeTooLargeError, RecordTooLargeError)
 
 
 def create_app(settings: Settings, screener: Screener, metrics: PipelineMetrics | None = None,
@@ -52,7 +62,9 @@ def create_app(settings: Settings, screener: Screener, metrics: PipelineMetrics 
         broker_heartbeat_interval=settings.broker_heartbeat_interval,
         broker_rebalance_timeout=settings.broker_rebalance_timeout,
         broker_commit_interval=settings.broker_commit_interval,
-        producer_max_request_size=PRODUCER_MAX_REQUEST_BYTES,
+        producer_max_request_size=max(PRODUCER_MAX_REQUEST_BYTES, settings.max_record_bytes + (64 << 10)),
+        producer_max_batch_size=PRODUCER_MAX_BATCH_BYTES,
+        producer_linger=PRODUCER_LINGER_S,
         consumer_max_fetch_size=max(settings.max_message_bytes * 2, 4 << 20),
         stream_buffer_maxsize=max(settings.batch_max_messages * 4, 1024),
     )
@@ -83,21 +95,45 @@ def create_app(settings: Settings, screener: Screener, metrics: PipelineMetrics 
             raws = [RawMessage(e.message.value, e.message.topic, e.message.partition, e.message.offset,
                                int((e.message.timestamp or 0) * 1000), e.message.key) for e in events]
             result = processor.process(raws)
-            producer = app.producer
-            pending = [await producer.send(out_names[kind], key, value, None, None, None)
-                       for kind, key, value in result.records]
+            pending = await _send_all(result.records, result.outcome)
             seconds = time.perf_counter() - t0
             in_flight.append(asyncio.ensure_future(_settle(stream, events, pending, result.outcome, seconds,
                                                            [r.timestamp_ms for r in raws])))
             while in_flight and (len(in_flight) > MAX_BATCHES_IN_FLIGHT or in_flight[0].done()):
                 await in_flight.popleft()  # re-raises a failed send: the agent stops, nothing is acked
 
+    async def _send(record: tuple[str, bytes | None, bytes]):
+        kind, key, value = record
+        return await app.producer.send(out_names[kind], key, value, None, None, None)
+
+    async def _send_all(records: list, outcome: BatchOutcome) -> list:
+        """Producer futures of the records; a record refused for its size becomes a dead letter at once."""
+        pending = []
+        for record in records:
+            try:
+                pending.append((record, await _send(record)))
+            except ProducerSendError as exc:   # Faust wraps the client's own size check
+                if not isinstance(exc.__cause__, SIZE_REFUSALS):
+                    raise
+                outcome.dead_letters["output_refused"] += 1
+                refused = refused_record(record, exc.__cause__)
+                pending.append((refused, await _send(refused)))
+        return pending
+
     async def _settle(stream: faust.StreamT, events: list, pending: list, outcome: BatchOutcome,
                       seconds: float, timestamps_ms: list[int]) -> None:
         # At-least-once: only acknowledged output lets the input offsets be committed. Faust commits
         # acknowledged offsets only up to the first gap, so acks of overlapping batches may land in
         # any order.
-        await asyncio.gather(*pending)
+        results = await asyncio.gather(*(fut for _, fut in pending), return_exceptions=True)
+        refused = [refused_record(record, exc) for (record, _), exc in zip(pending, results)
+                   if isinstance(exc, SIZE_REFUSALS)]
+        failed = [exc for exc in results if isinstance(exc, BaseException) and not isinstance(exc, SIZE_REFUSALS)]
+        if failed:
+            raise failed[0]   # the broker is gone or broken: stop, nothing of this batch is acknowledged
+        if refused:
+            outcome.dead_letters["output_refused"] += len(refused)
+            await asyncio.gather(*[await _send(r) for r in refused])
         for e in events:
             await stream.ack(e)
         if metrics is not None:
@@ -106,6 +142,17 @@ def create_app(settings: Settings, screener: Screener, metrics: PipelineMetrics 
             on_batch(outcome, seconds)
 
     return app
+
+
+def refused_record(record: tuple[str, bytes | None, bytes], exc: BaseException) -> tuple[str, bytes | None, bytes]:
+    """A dead letter saying a produced record was refused for its size (the input stays on its topic)."""
+    kind, key, value = record
+    why = Rejection("output_refused", f"a {kind} record of {len(value)} bytes was refused: {type(exc).__name__}: {exc}")
+    body = {"schema_version": 1, "reason": why.reason, "field": None, "message": why.message[:1000],
+            "refused_topic_kind": kind, "refused_key": key.decode("utf-8", "replace") if key else None,
+            "refused_size": len(value), "dead_lettered_at": now_iso(), "original": value[:2048].decode("utf-8", "replace"),
+            "original_encoding": "utf-8", "original_size": len(value), "original_truncated": len(value) > 2048}
+    return DEAD_LETTER, key, orjson.dumps(body)
 
 
 def run_worker(settings: Settings, screener: Screener, metrics: PipelineMetrics | None = None,

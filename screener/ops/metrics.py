@@ -27,7 +27,8 @@ LANES = ("green", "yellow", "red")
 MESSAGE_OUTCOMES = ("ok", "dead_letter")
 # Whole-message reason codes (manifest.py, pipeline.py); parcel-level ones come from columns.py.
 MESSAGE_DEAD_LETTER_REASONS = ("empty_message", "too_large", "not_json", "not_object", "unknown_schema_version",
-                               "bad_manifest", "too_many_bad_parcels", "output_too_large", "internal_error")
+                               "bad_manifest", "too_many_bad_parcels", "output_too_large", "output_refused",
+                               "internal_error")
 
 
 def histogram_quantile(q: float, buckets: Mapping[float, float]) -> float:
