@@ -56,6 +56,8 @@ def name(node: ir.Node) -> str:
         return _QUANT_WORDS[node.kind].format(name(node.body))
     if isinstance(node, ir.ItemCount):
         return "number of items"
+    if isinstance(node, ir.Unary) and node.op == "abs" and isinstance(node.arg, ir.Arith) and node.arg.op == "-":
+        return f"difference between {name(node.arg.left)} and {name(node.arg.right)}"
     if isinstance(node, ir.Arith) and node.op in "*/" and isinstance(node.left, ir.Const) != isinstance(
             node.right, ir.Const):
         const, other = (node.left, node.right) if isinstance(node.left, ir.Const) else (node.right, node.left)

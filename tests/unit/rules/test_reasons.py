@@ -87,7 +87,8 @@ def test_reasons_name_units_currency_terms_and_thresholds(screener):
     r8 = by_rule["R8_WATCHLIST"]
     assert r8.values["matched"] == ["C-WATCH-0001"] and "is on the consignee_id watchlist" in r8.text
     r13 = by_rule["R13_PAID_AMOUNT_MISMATCH"].text
-    assert "CNY 293.09 is above CNY 15.00" in r13          # |300 - (4.5 + 2 + 0.41)| against 5% of 300
+    assert ("difference between paid amount and declared_value + max(freight, 0) + max(tax_withheld, 0) "
+            "CNY 293.09 is above CNY 15.00 (0.05 × paid amount)") in r13     # |300 - 6.91| against 5% of 300
     assert all(isinstance(v, float) for k, v in by_rule["R1_UNDERVALUED_PER_KG"].values.items() if k != "because")
     text = summary(LANE_NAMES[int(result.lane[0])], float(result.score[0]), reasons[0])
     assert text.startswith("RED (score ") and text.count(" | ") == len(reasons[0]) - 1
