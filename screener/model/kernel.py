@@ -27,7 +27,7 @@ import numpy as np
 
 from screener.model.trees import TreeEnsemble
 
-ROW_BLOCK = 64  # rows scored together by the bitvector kernel (a compile-time constant: LLVM unrolls)
+ROW_BLOCK = 128  # rows scored together by the bitvector kernel (a compile-time constant: LLVM unrolls)
 WALK_BLOCK = 256
 MAX_LEAVES = 64
 _ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
@@ -151,17 +151,27 @@ def predict_raw_bitvector(X, node_start, node_column, node_threshold, node_mask,
             for k in range(node_start[t], node_start[t + 1]):
                 col = xt[node_column[k]]
                 mask = node_mask[k]
-                if node_categorical[k]:
-                    lo, words = cat_lo[k], cat_hi[k] - cat_lo[k]
-                    for r in range(m):
+                if node_categorical[k] and cat_hi[k] - cat_lo[k] <= 2:
+                    # categories 0..63 in one 64-bit word: a variable shift, no gather (LLVM vectorises it)
+                    word64 = np.uint64(cat_bits[cat_lo[k]])
+                    if cat_hi[k] - cat_lo[k] == 2:
+                        word64 |= np.uint64(cat_bits[cat_lo[k] + 1]) << np.uint64(32)
+                    for r in range(B):
                         x = col[r]
-                        left = False
-                        if x >= 0.0 and x < 2147483648.0:  # NaN fails
-                            c = int(x)
-                            if (c >> 5) < words:
-                                left = ((cat_bits[lo + (c >> 5)] >> np.uint32(c & 31)) & np.uint32(1)) != 0
-                        if not left:
-                            bits[r] &= mask
+                        valid = (x >= 0.0) & (x < 64.0)  # NaN fails
+                        c = np.uint64(x if valid else 0.0)
+                        left = valid & (((word64 >> c) & np.uint64(1)) != np.uint64(0))
+                        bits[r] &= mask | (np.uint64(0) - np.uint64(left))
+                elif node_categorical[k]:
+                    # branch-free: out-of-range, negative and NaN categories read bit 0 of word 0 and are masked out
+                    lo, limit = cat_lo[k], 32.0 * (cat_hi[k] - cat_lo[k])
+                    for r in range(B):
+                        x = col[r]
+                        valid = (x >= 0.0) & (x < limit)  # NaN fails
+                        c = np.int64(x if valid else 0.0)
+                        word = np.uint64(cat_bits[lo + (c >> 5)])
+                        left = valid & (((word >> np.uint64(c & 31)) & np.uint64(1)) != np.uint64(0))
+                        bits[r] &= mask | (np.uint64(0) - np.uint64(left))
                 else:
                     th = node_threshold[k]
                     for r in range(B):

@@ -77,7 +77,7 @@ def test_saved_ensemble_loads_identically(tmp_path, trained):
 
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), leaves=st.integers(2, 12), trees=st.integers(1, 8),
-       categories=st.integers(2, 40), missing=st.sampled_from([0.0, 0.1, 0.5]),
+       categories=st.integers(2, 120), missing=st.sampled_from([0.0, 0.1, 0.5]),
        zero_as_missing=st.booleans(), use_missing=st.booleans())
 def test_random_small_models_match_lightgbm(seed, leaves, trees, categories, missing, zero_as_missing, use_missing):
     rng = np.random.default_rng(seed)
