@@ -22,7 +22,7 @@ from faust.exceptions import ProducerSendError
 from screener.kafka.transport import ScreenerApp
 from screener.ops.metrics import PipelineMetrics
 from screener.ops.observability import attach
-from screener.pipeline.deadletter import now_iso
+from screener.pipeline.deadletter import dead_letter
 from screener.pipeline.decode import RawMessage, Rejection
 from screener.pipeline.processor import DEAD_LETTER, DECISIONS, FLAGGED, BatchOutcome, BatchProcessor
 from screener.pipeline.screening import Screener
@@ -148,11 +148,17 @@ def refused_record(record: tuple[str, bytes | None, bytes], exc: BaseException) 
     """A dead letter saying a produced record was refused for its size (the input stays on its topic)."""
     kind, key, value = record
     why = Rejection("output_refused", f"a {kind} record of {len(value)} bytes was refused: {type(exc).__name__}: {exc}")
-    body = {"schema_version": 1, "reason": why.reason, "field": None, "message": why.message[:1000],
-            "refused_topic_kind": kind, "refused_key": key.decode("utf-8", "replace") if key else None,
-            "refused_size": len(value), "dead_lettered_at": now_iso(), "original": value[:2048].decode("utf-8", "replace"),
-            "original_encoding": "utf-8", "original_size": len(value), "original_truncated": len(value) > 2048}
-    return DEAD_LETTER, key, orjson.dumps(body)
+    try:   # decisions and flagged records say which input they answer (a rare path: parsing is fine here)
+        produced = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        produced = {}
+    src = produced.get("source") or {}
+    raw = RawMessage(None, src.get("topic", ""), src.get("partition", -1), src.get("offset", -1))
+    pid = produced.get("parcel_id") if kind == FLAGGED else None
+    out_key, body = dead_letter(raw, why, value[:2048], manifest_id=produced.get("manifest_id"), parcel_id=pid)
+    extra = {"refused_topic_kind": kind, "refused_key": key.decode("utf-8", "replace") if key else None,
+             "refused_size": len(value), "original_size": len(value), "original_truncated": len(value) > 2048}
+    return DEAD_LETTER, out_key, orjson.dumps({**orjson.loads(body), **extra})
 
 
 def run_worker(settings: Settings, screener: Screener, metrics: PipelineMetrics | None = None,

@@ -18,6 +18,7 @@ import orjson
 from screener.kernels.assemble import assemble_records, entry_sizes
 from screener.pipeline.batch import LANE_GREEN, LANE_NAMES, ParcelBatch, ScreenResult, SpanStrings
 from screener.pipeline.screening import Screener
+from screener.rules.reasons import batch_facts, summary
 
 DECISION_SCHEMA_VERSION = 1
 # Room kept in a record for the envelope's part counters and Kafka's own record overhead.
@@ -87,11 +88,13 @@ def encode(messages: list[MessageOut], batch: ParcelBatch, result: ScreenResult,
     pid_buf, pid_start, pid_len = parcel_id_json(batch.parcel_ids)
     explained = explained_indices(result) if n else np.zeros(0, dtype=np.int64)
     entries: dict[int, bytes] = {}
+    explained_reasons: dict[int, list] = {}
     if len(explained):
         lanes = result.lane[explained].tolist()
         scores = np.round(result.score[explained], 6).tolist()
         for i, lane, score, reasons in zip(explained.tolist(), lanes, scores,
                                            reasons_of(screener, batch, result, explained)):
+            explained_reasons[i] = reasons
             entries[i] = orjson.dumps({"parcel_id": batch.parcel_ids[i], "lane": LANE_NAMES[lane], "score": score,
                                        "reasons": [r.as_dict() for r in reasons]})
     entry_len = np.full(n, -1, dtype=np.int64)
@@ -134,7 +137,10 @@ def encode(messages: list[MessageOut], batch: ParcelBatch, result: ScreenResult,
         owner = np.searchsorted(np.asarray([m.hi for m in messages]), flagged, side="right")
         tails: dict[int, bytes] = {}
         oversize = {r for _, r, _ in too_large}
-        for i, k in zip(flagged.tolist(), owner.tolist()):
+        facts = batch_facts(batch, flagged)
+        lanes = result.lane[flagged].tolist()
+        scores = result.score[flagged].tolist()
+        for i, k, fact, lane, score in zip(flagged.tolist(), owner.tolist(), facts, lanes, scores):
             if i in oversize:
                 continue
             tail = tails.get(k)
@@ -145,7 +151,9 @@ def encode(messages: list[MessageOut], batch: ParcelBatch, result: ScreenResult,
                 if msg.manifest_fields:
                     extra["manifest_fields"] = msg.manifest_fields
                 tail = tails[k] = b"," + orjson.dumps(extra)[1:-1] + b',"parcel":'
-            record = b'{"schema_version":1,' + entries[i][1:-1] + tail + parcel_json(i) + b"}"
+            line = summary(LANE_NAMES[lane], score, explained_reasons[i], fact)
+            record = (b'{"schema_version":1,' + entries[i][1:-1] + b',"summary":' + orjson.dumps(line) + tail
+                      + parcel_json(i) + b"}")
             if len(record) > max_record_bytes:
                 too_large.append((k, i, len(record)))
                 continue
