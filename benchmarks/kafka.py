@@ -163,11 +163,12 @@ async def watch(bootstrap: str, topic: str, partitions: int, expected_parcels: i
     out = out if out is not None else Watched()
     try:
         tps = [TopicPartition(topic, p) for p in range(partitions)]
-        consumer.assign(tps)
+        if expected_messages is None:
+            consumer.assign(tps)
         if ready is not None:
             ready.set()
         start = last_new = time.monotonic()
-        if expected_messages is not None:
+        if expected_messages is not None:  # not assigned yet: aiokafka prefetches assigned partitions in the background
             written = 0
             while written < expected_messages and not (stop and stop()):
                 await asyncio.sleep(0.2)
@@ -178,6 +179,7 @@ async def watch(bootstrap: str, topic: str, partitions: int, expected_parcels: i
                 if now - start > timeout or (written and idle > idle_timeout) or idle > max(idle_timeout, 60.0):
                     break
             out.messages, start = 0, time.monotonic()
+            consumer.assign(tps)
         while out.parcels < expected_parcels and not (stop and stop()):
             batch = await consumer.getmany(timeout_ms=200, max_records=5000)
             now_wall, now = time.time(), time.monotonic()

@@ -81,6 +81,7 @@ class Sampler:
 
     pids: dict[str, int]
     interval: float = 0.5
+    trees: frozenset[str] = frozenset()  # names whose child processes count too (`worker --processes N`)
     samples: dict[str, list] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -105,7 +106,7 @@ class Sampler:
                 self.samples[name].append((now, machine_cpu_seconds(), 0))
             else:
                 # A process and its children: CPU summed, RSS of the largest (the per-worker figure).
-                tree = [pid, *descendants(pid)]
+                tree = [pid, *descendants(pid)] if name in self.trees else [pid]
                 self.samples[name].append((now, sum(cpu_seconds(q) for q in tree), max(memory(q)["rss"] for q in tree)))
 
     def stop(self) -> None:
