@@ -6,6 +6,7 @@ Each test starts its own EmbeddedBroker: killing the session broker would break 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -16,7 +17,7 @@ import pytest
 
 from screener.kafka.broker import EmbeddedBroker, free_port
 
-from .helpers import WorkerProcess
+from .helpers import WorkerProcess, produce
 
 
 def screener(*args: str, timeout: float = 60, **kw) -> subprocess.CompletedProcess:
@@ -48,7 +49,7 @@ def stop_within(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> float:
 
 
 @pytest.mark.timeout(240)
-def test_status_names_a_lost_broker_within_30s_and_sigterm_stops_the_worker_within_10s(tmp_path):
+def test_status_names_a_lost_broker_within_30s_and_sigterm_stops_a_busy_worker_within_10s(tmp_path):
     broker = EmbeddedBroker.start(log_path=str(tmp_path / "broker.log"))
     port = free_port()
     worker = WorkerProcess(broker.url, tmp_path, extra_env={"SCREENER_METRICS_PORT": str(port)})
@@ -58,6 +59,10 @@ def test_status_names_a_lost_broker_within_30s_and_sigterm_stops_the_worker_with
         up = wait_for(lambda: "up" in (r := screener("status", "--metrics-url", url)).stdout.decode() and r, 90)
         assert up and up.returncode != 3, worker.log()[-3000:]
 
+        # Busy when the broker goes: a backlog fetched into the worker's buffers, its output unsendable.
+        feed = screener("generate", "--manifests", "200", "--parcels-per-manifest", "200", "--seed", "3").stdout
+        asyncio.run(produce(broker.bootstrap, worker.topic("manifests"), feed.splitlines()))
+        time.sleep(1)
         broker.stop()
         lost_at = time.monotonic()
         down = wait_for(lambda: (r := screener("status", "--metrics-url", url)).returncode == 3 and r, 30)
