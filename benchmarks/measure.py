@@ -64,6 +64,9 @@ async def drain(procs: list[Proc], bootstrap: str, out_topic: str, partitions: i
         first, last = min(seen.ts_ms) / 1000.0, max(seen.ts_ms) / 1000.0
         result["startup_s"] = round(first - t_start, 2)
         result["cpu_cores"] = {name: round(sampler.cpu_share(name, first, last), 3) for name in sampler.pids}
+        # Is memory flat? RSS at 0, 25, 50, 75 and 100% of the way from the first output to the last.
+        result["rss_mb_over_run"] = {p.name: [round(sampler.rss_at(p.name, first + k * (last - first) / 4) / 2**20, 1)
+                                              for k in range(5)] for p in procs}
     result["peak_rss_mb"] = {p.name: round(max(p.final_memory.get("peak_rss", 0), sampler.peak_rss(p.name)) / 2**20, 1)
                              for p in procs}
     for name in extra_pids or {}:

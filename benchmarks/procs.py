@@ -126,6 +126,11 @@ class Sampler:
         a, b = before[-1], after[0]
         return (b[1] - a[1]) / (b[0] - a[0])
 
+    def rss_at(self, name: str, t: float) -> int:
+        """RSS of process `name` (largest of its tree) at the last sample taken by wall time t, bytes."""
+        rows = [r for r in self.samples.get(name) or [] if r[0] <= t]
+        return rows[-1][2] if rows else 0
+
     def peak_rss(self, name: str) -> int:
         """Largest sampled RSS of process `name`, bytes."""
         return max((r[2] for r in self.samples.get(name) or []), default=0)

@@ -231,6 +231,9 @@ def _day(r: dict) -> list[str]:
             "- **Drain time** is the wall time from the first decision to the last with the whole day waiting "
             "on the broker; start-up is listed apart.",
             "- **Peak RSS** is each worker's VmHWM: what a worker needs for a day's vocabularies and buffers.",
+            "- **RSS over the day** (largest worker process, MB, at 0/25/50/75/100% of the drain): "
+            + "; ".join(f"{', '.join(_f(x) for x in xs)}" for xs in (run.get("rss_mb_over_run") or {}).values())
+            + ": flat means the vocabularies stopped growing with the entities.",
             f"- The broker held {_f(d.get('broker_rss_after_publish_mb'))} MB after publishing; its peak over the run "
             f"was {_f(r.get('broker_peak_rss_mb'))} MB.", ""]
 
