@@ -133,8 +133,10 @@ def _number(row: dict, column: str, path: str, n: int) -> float:
 
 def kcs_parcel(row: dict, path: str = "", n: int = 0) -> dict:
     """The parcel record of one KCS declaration row (docs/backtest.md has the mapping)."""
-    mass = _number(row, "Net Mass", path, n)
-    price = _number(row, "Item Price", path, n)
+    # Rounded (0.01 KRW, 1 mg): the synthetic values carry float noise such as 4897.0999999999985, which
+    # the worker's fast decoder leaves to the slower reference path.
+    mass = round(_number(row, "Net Mass", path, n), 6)
+    price = round(_number(row, "Item Price", path, n), 2)
     hs6 = row["HS6 Code"].strip().zfill(6)
     origin = row["Country of Origin"].strip()
     parcel = {
