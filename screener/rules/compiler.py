@@ -105,12 +105,16 @@ class _Emitter:
         self.ints.append(int(value))
         return f"PI[q, {len(self.ints) - 1}]"
 
-    def rule(self, cond: ir.Node) -> tuple[str, list[str], list[float], list[int]]:
-        """A rule's condition as (result expression, statements, float params, int params); its shape is the text."""
-        self.n, self.floats, self.ints = 0, [], []
+    def rule(self, cond: ir.Node, literal: bool = False, ind: int = 3) -> tuple[str, list[str], list[float], list[int]]:
+        """A rule's condition as (result expression, statements, float params, int params); its shape is the text.
+
+        `literal` writes the constants into the code instead (a shape with one rule: nothing to share).
+        """
+        self.n = 0
+        self.floats, self.ints = (None, None) if literal else ([], [])
         body: list[str] = []
-        x = self.expr(cond, body, 3)
-        floats, ints = self.floats, self.ints
+        x = self.expr(cond, body, ind)
+        floats, ints = self.floats or [], self.ints or []
         self.floats = self.ints = None
         return x, body, floats, ints
 
@@ -301,12 +305,12 @@ def _chunks(em_for, conditions: list[tuple[str, ir.Node]], chunk_shapes: int) ->
             chunk, em = out[-1]
             x, body, floats, ints = em.rule(cond)   # again: the new chunk hoists its own derived fields
             key = "\n".join(body) + "\n=" + x
-        chunk.shapes.setdefault(key, (x, body, []))[2].append((r, floats, ints))
+        chunk.shapes.setdefault(key, (x, body, []))[2].append((r, floats, ints, cond))
         chunk.last = r
     return out
 
 
-def _shape_blocks(chunk: _Chunk, base: int) -> list[str]:
+def _shape_blocks(chunk: _Chunk, em: _Emitter, base: int) -> list[str]:
     """Statements storing the condition of every rule of the chunk for parcel i into fired[r - first].
 
     One block per shape, looping over that shape's rule instances q (SHAPES[base + s] ..
@@ -315,12 +319,25 @@ def _shape_blocks(chunk: _Chunk, base: int) -> list[str]:
     """
     lines: list[str] = []
     for s, (x, body, instances) in enumerate(chunk.shapes.values()):
-        ids = ", ".join(str(r) for r, _, _ in instances[:4]) + (", ..." if len(instances) > 4 else "")
+        ids = ", ".join(str(r) for r, *_ in instances[:4]) + (", ..." if len(instances) > 4 else "")
         lines.append(f"        # shape {base + s}: rules {ids}")
-        lines.append(f"        for q in range(SHAPES[{base + s}], SHAPES[{base + s + 1}]):")
-        lines += [line.replace("_@", f"_{base + s}") for line in body]
-        lines.append(f"            fired[SHAPE_RULE[q] - first] = {x.replace('_@', f'_{base + s}')}")
+        if len(instances) == 1:
+            # A shape of one rule: straight-line code with literal constants, as cheap to compile as
+            # it gets (a loop and parameter loads would cost compile time for nothing).
+            r, _, _, cond = instances[0]
+            x, body, _, _ = em.rule(cond, literal=True, ind=2)
+            lines += [line.replace("_@", f"_{base + s}") for line in body]
+            lines.append(f"        fired[{r} - first] = {x.replace('_@', f'_{base + s}')}")
+        else:
+            lines.append(f"        for q in range(SHAPES[{base + s}], SHAPES[{base + s + 1}]):")
+            lines += [line.replace("_@", f"_{base + s}") for line in body]
+            lines.append(f"            fired[SHAPE_RULE[q] - first] = {x.replace('_@', f'_{base + s}')}")
     return lines
+
+
+def _binds(chunk: _Chunk) -> list[str]:
+    """The parameter arrays as locals, when some shape of the chunk has more than one rule to read them."""
+    return _BIND_PARAMS if any(len(instances) > 1 for _, _, instances in chunk.shapes.values()) else []
 
 
 def _param_globals(parts: list[tuple[_Chunk, object]]) -> list[str]:
@@ -328,7 +345,7 @@ def _param_globals(parts: list[tuple[_Chunk, object]]) -> list[str]:
     bounds, rules, floats, ints = [0], [], [], []
     for chunk, _ in parts:
         for _, _, instances in chunk.shapes.values():
-            for r, f, i in instances:
+            for r, f, i, _ in instances:
                 rules.append(r)
                 floats.append(f)
                 ints.append(i)
@@ -337,10 +354,15 @@ def _param_globals(parts: list[tuple[_Chunk, object]]) -> list[str]:
     width_i = max([1] + [len(i) for i in ints])
     pf = [f + [0.0] * (width_f - len(f)) for f in floats]
     pi = [i + [0] * (width_i - len(i)) for i in ints]
-    return [f"SHAPES = np.array({bounds!r}, dtype=np.int64)",
-            f"SHAPE_RULE = np.array({rules!r}, dtype=np.int64)",
-            f"PF = np.array({pf!r}, dtype=np.float64).reshape({len(pf)}, {width_f})",
-            f"PI = np.array({pi!r}, dtype=np.int64).reshape({len(pi)}, {width_i})"]
+    return [f"SHAPES_DATA = np.array({bounds!r}, dtype=np.int64)",
+            f"SHAPE_RULE_DATA = np.array({rules!r}, dtype=np.int64)",
+            f"PF_DATA = np.array({pf!r}, dtype=np.float64).reshape({len(pf)}, {width_f})",
+            f"PI_DATA = np.array({pi!r}, dtype=np.int64).reshape({len(pi)}, {width_i})"]
+
+
+# Numba freezes a global array into the code at every place the code names it: bind each one to a
+# local once per function, or a pack of n rules would carry n copies of n rows.
+_BIND_PARAMS = ["    SHAPES = SHAPES_DATA", "    SHAPE_RULE = SHAPE_RULE_DATA", "    PF = PF_DATA", "    PI = PI_DATA"]
 
 
 _BOOKKEEPING = [
@@ -411,8 +433,8 @@ def generate(conditions: list[tuple[str, ir.Node]], chunk_shapes: int = CHUNK_SH
         (chunk, em), = parts
         lines += ["", "", _DECORATOR.format(sig="SIGNATURE"), f"def kernel({', '.join(args + outputs)}):",
                   "    n = event_time.shape[0]", f"    fired = np.zeros({chunk.last - chunk.first + 1}, np.bool_)",
-                  "    first = 0"]
-        lines += _LOOP_HEAD + em.prelude + _shape_blocks(chunk, 0) + ["        keep = 1.0", "        floor = 0"]
+                  "    first = 0"] + _binds(chunk)
+        lines += _LOOP_HEAD + em.prelude + _shape_blocks(chunk, em, 0) + ["        keep = 1.0", "        floor = 0"]
         lines += [f"        out_hits[i, {w}] = 0" for w in range(words)]
         lines += _BOOKKEEPING + _LANES
     else:
@@ -423,8 +445,8 @@ def generate(conditions: list[tuple[str, ir.Node]], chunk_shapes: int = CHUNK_SH
                       f"def chunk{c}({', '.join(args)}, acc_keep, acc_floor, out_hits):",
                       f'    """Rules {chunk.first}..{chunk.last} over every parcel of the batch."""',
                       "    n = event_time.shape[0]", f"    fired = np.zeros({chunk.last - chunk.first + 1}, np.bool_)",
-                      f"    first = {chunk.first}"]
-            lines += _LOOP_HEAD + em.prelude + _shape_blocks(chunk, b)
+                      f"    first = {chunk.first}"] + _binds(chunk)
+            lines += _LOOP_HEAD + em.prelude + _shape_blocks(chunk, em, b)
             lines += ["        keep = acc_keep[i]", "        floor = acc_floor[i]"]
             lines += _BOOKKEEPING + ["        acc_keep[i] = keep", "        acc_floor[i] = floor"]
         lines += ["", "", _DECORATOR.format(sig="SIGNATURE"), f"def kernel({', '.join(args + outputs)}):",
