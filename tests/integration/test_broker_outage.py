@@ -116,7 +116,7 @@ def test_a_worker_without_a_kafka_broker_exits_with_one_line(tmp_path):
         for address, problem in ((f"127.0.0.1:{free_port()}", "connection refused"),
                                  (f"127.0.0.1:{http_port}", "answers on TCP but not to Kafka requests")):
             t0 = time.monotonic()
-            run = screener("worker", "--broker", f"kafka://{address}", "--broker-wait", "5",
+            run = screener("worker", "--broker", f"kafka://{address}", "--broker-wait", "5", "--processes", "1",
                            "--data-dir", str(tmp_path / "data"), timeout=60)
             assert time.monotonic() - t0 <= 30
             assert run.returncode == 1
