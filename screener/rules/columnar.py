@@ -191,12 +191,17 @@ class Columns:
         return self._per_string((id(node.table), id(sa), id(sb)), (a << 32) | b, pair_in, np.bool_)
 
     def _quant(self, node: ir.Quant) -> np.ndarray:
-        """Reduce the body over each parcel's items in item order, as the interpreter's loop does."""
+        """Reduce the body over each parcel's items in item order, as the interpreter's loop does.
+
+        The first VECTOR_RANKS items of every parcel are reduced with one numpy step per item
+        position; the rest of a longer parcel with a plain loop (same arithmetic, same order), so a
+        hostile parcel of thousands of items costs a loop over its items, not thousands of numpy calls.
+        """
         kind, n = node.kind, len(self.rows)
         body = self.value(node.body, ITEM)
         acc = np.full(n, _QUANT_START[kind], dtype=np.bool_ if kind in ("any_item", "all_items") else np.float64)
         witness = np.full(n, -1, dtype=np.int64)
-        for r in range(int(self.counts.max()) if n else 0):
+        for r in range(min(int(self.counts.max()) if n else 0, VECTOR_RANKS)):
             at = self.rank == r
             who, x = self.owner[at], body[at]
             if kind in ("any_item", "all_items"):
@@ -209,6 +214,30 @@ class Columns:
                 acc[who] += x
             else:
                 acc[who] = _pick(acc[who], x, kind[:3])
+        for p in np.flatnonzero(self.counts > VECTOR_RANKS).tolist():
+            start = int(self.starts[p])
+            rest = body[start + VECTOR_RANKS:start + int(self.counts[p])].tolist()
+            acc[p], witness[p] = _reduce_rest(kind, acc[p].item(), int(witness[p]), rest)
         if kind in ("any_item", "all_items"):
             self.witness[id(node)] = witness
         return acc
+
+
+VECTOR_RANKS = 32   # item positions reduced with numpy; items beyond it (rare) with a loop
+
+
+def _reduce_rest(kind: str, acc, witness: int, rest: list) -> tuple:
+    """Continue a quantifier's reduction over a parcel's items from position VECTOR_RANKS on."""
+    if witness >= 0:
+        return acc, witness           # any/all already decided by an earlier item
+    for k, x in enumerate(rest, start=VECTOR_RANKS):
+        if kind in ("any_item", "all_items"):
+            if x if kind == "any_item" else not x:
+                return kind == "any_item", k
+        elif kind == "count_items":
+            acc += 1.0 if x else 0.0
+        elif kind == "sum_items":
+            acc += x
+        elif x == x and (acc != acc or (x < acc if kind == "min_item" else x > acc)):
+            acc = x
+    return acc, witness

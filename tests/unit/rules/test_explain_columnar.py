@@ -18,13 +18,13 @@ from hypothesis import strategies as st
 
 from screener.pipeline.batch import LANE_NAMES, Vocabularies
 from screener.rules import ir, load_pack
-from screener.rules.columnar import PARCEL, Columns
+from screener.rules.columnar import PARCEL, VECTOR_RANKS, Columns
 from screener.rules.explain import explain_rule, noisy_or_contributions, noisy_or_shares
 from screener.rules.reasons import reason_text
 from screener.rules.screener import PackScreener
 
 from .helpers import make_batch, write_pack
-from .test_properties import KITCHEN_SINK, parcel_lists, rule_specs, thresholds
+from .test_properties import KITCHEN_SINK, items, parcel_lists, parcels, rule_specs, thresholds
 
 
 def _same(a, b) -> bool:
@@ -119,6 +119,8 @@ def sink(tmp_path_factory, scratch_cache):
              for k, (c, w) in enumerate(zip(KITCHEN_SINK, [0.6, 0.9, 0.5, 0.75, 0.5, 0.3, 0.2, 0.35, 0.4, 1.0]))]
     rules.append({"id": "NOT", "weight": 0.3,
                   "condition": "not (any_item(startswith(hs_code, ['85', '9301'])) or missing(freight))"})
+    rules.append({"id": "MINMAX", "weight": 0.3,   # ties of 0.0 and -0.0: the first item's sign must win
+                  "condition": "min_item(line_value) <= 0 or max_item(quantity) >= 0 or count_items(quantity > 1) > 3"})
     path = write_pack(tmp_path_factory.mktemp("sink"), rules, yellow=0.3, red=0.7, rate=0.1, seed=3)
     return PackScreener(load_pack(path), scratch_cache)
 
@@ -172,3 +174,16 @@ def test_explain_is_explain_many_of_one_parcel(sink):
     for i in range(batch.n):
         assert [r.as_dict() for r in sink.explain(batch, result, i)] == [r.as_dict() for r in many[i]]
     assert sink.explain_many(batch, result, np.array([], dtype=np.int64)) == []
+
+
+@settings(max_examples=15, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate],
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                 HealthCheck.function_scoped_fixture])
+@given(long=st.lists(parcels(0).flatmap(lambda p: st.lists(items(), min_size=VECTOR_RANKS - 2,
+                                                             max_size=VECTOR_RANKS + 40).map(
+    lambda its: {**p, "items": its})), min_size=1, max_size=4), short=parcel_lists(max_size=5))
+def test_parcels_with_many_items_explain_like_the_interpreter(sink, long, short):
+    """Items past VECTOR_RANKS are reduced by a loop: same values, same deciding item."""
+    batch = make_batch([{**p, "parcel_id": f"L{k}"} for k, p in enumerate(long)] + short)
+    assert int(np.diff(batch.item_offsets).max()) >= VECTOR_RANKS - 2
+    check_explanations(sink, batch, np.random.default_rng(len(long)))
