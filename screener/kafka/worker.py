@@ -17,8 +17,8 @@ from collections import deque
 import faust
 import orjson
 from aiokafka.errors import MessageSizeTooLargeError, RecordTooLargeError
-from faust.exceptions import ProducerSendError
 
+from screener.kafka.bulk_send import BulkSender
 from screener.kafka.transport import ScreenerApp
 from screener.ops.metrics import PipelineMetrics
 from screener.ops.observability import attach
@@ -31,10 +31,10 @@ from screener.settings import Settings
 log = logging.getLogger(__name__)
 
 # Decisions of a 500-parcel manifest are ~40 KB and the encoder keeps every record under
-# settings.max_record_bytes; a producer batch of 1 MiB carries ~25 of them per partition request, where
-# aiokafka's default (16 KB) sent each one alone. A short linger fills batches while screening goes on.
+# settings.max_record_bytes; a producer batch of 512 KiB carries a dozen of them, where aiokafka's default
+# (16 KB) sent each one alone, and stays under Kafka's default 1 MiB limit on a whole record batch.
 PRODUCER_MAX_REQUEST_BYTES = 8 << 20
-PRODUCER_MAX_BATCH_BYTES = 1 << 20
+PRODUCER_MAX_BATCH_BYTES = 512 << 10
 PRODUCER_LINGER_S = 0.005
 MAX_BATCHES_IN_FLIGHT = 2
 # Refusals of one record for its size (by the client or the broker): it is dead-lettered, not retried.
@@ -95,30 +95,18 @@ def create_app(settings: Settings, screener: Screener, metrics: PipelineMetrics 
             raws = [RawMessage(e.message.value, e.message.topic, e.message.partition, e.message.offset,
                                int((e.message.timestamp or 0) * 1000), e.message.key) for e in events]
             result = processor.process(raws)
-            pending = await _send_all(result.records, result.outcome)
+            pending = await sender.send(result.records)
             seconds = time.perf_counter() - t0
             in_flight.append(asyncio.ensure_future(_settle(stream, events, pending, result.outcome, seconds,
                                                            [r.timestamp_ms for r in raws])))
             while in_flight and (len(in_flight) > MAX_BATCHES_IN_FLIGHT or in_flight[0].done()):
                 await in_flight.popleft()  # re-raises a failed send: the agent stops, nothing is acked
 
+    sender = BulkSender(app.producer, out_names)
+
     async def _send(record: tuple[str, bytes | None, bytes]):
         kind, key, value = record
         return await app.producer.send(out_names[kind], key, value, None, None, None)
-
-    async def _send_all(records: list, outcome: BatchOutcome) -> list:
-        """Producer futures of the records; a record refused for its size becomes a dead letter at once."""
-        pending = []
-        for record in records:
-            try:
-                pending.append((record, await _send(record)))
-            except ProducerSendError as exc:   # Faust wraps the client's own size check
-                if not isinstance(exc.__cause__, SIZE_REFUSALS):
-                    raise
-                outcome.dead_letters["output_refused"] += 1
-                refused = refused_record(record, exc.__cause__)
-                pending.append((refused, await _send(refused)))
-        return pending
 
     async def _settle(stream: faust.StreamT, events: list, pending: list, outcome: BatchOutcome,
                       seconds: float, timestamps_ms: list[int]) -> None:
@@ -126,8 +114,8 @@ def create_app(settings: Settings, screener: Screener, metrics: PipelineMetrics 
         # acknowledged offsets only up to the first gap, so acks of overlapping batches may land in
         # any order.
         results = await asyncio.gather(*(fut for _, fut in pending), return_exceptions=True)
-        refused = [refused_record(record, exc) for (record, _), exc in zip(pending, results)
-                   if isinstance(exc, SIZE_REFUSALS)]
+        refused = [refused_record(record, exc) for (members, _), exc in zip(pending, results)
+                   if isinstance(exc, SIZE_REFUSALS) for record in members]
         failed = [exc for exc in results if isinstance(exc, BaseException) and not isinstance(exc, SIZE_REFUSALS)]
         if failed:
             raise failed[0]   # the broker is gone or broken: stop, nothing of this batch is acknowledged
