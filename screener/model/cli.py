@@ -32,6 +32,8 @@ def train(data, valid, fmt, labels, label_delay_days, pack, trees, out) -> None:
 
     rules = load_rules(pack)
     source = read_data(data, fmt, labels)
+    if not source.outcomes:
+        raise click.ClickException("no outcomes to learn from: pass --labels (jsonl) or KCS files")
     valid_source = read_data(valid, fmt, labels) if valid else None
     if trees < 1:
         raise click.ClickException("--trees must be at least 1")

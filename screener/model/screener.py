@@ -137,5 +137,7 @@ def load_model_screener(directory: str, rules: Screener) -> ModelScreener:
     builder = builder_for(model, retain=False)
     builder.stats.restore(model.entity_state)
     screener = ModelScreener(rules, builder, model)
-    probabilities(model.ensemble, np.zeros((1, model.ensemble.n_features)))  # compile before joining the group
+    warm = np.zeros((1, model.ensemble.n_features))  # compile both kernels before joining the group
+    probabilities(model.ensemble, warm)
+    top_contributions(model.ensemble, warm, np.zeros(1, dtype=np.int64), TOP_FEATURES)
     return screener
