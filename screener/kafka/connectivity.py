@@ -30,6 +30,7 @@ from screener.ops.metrics import PipelineMetrics
 
 log = logging.getLogger("screener.broker")
 
+WATCH_THREAD = "broker-watch"
 PROBE_INTERVAL_S = 2.0
 PROBE_TIMEOUT_S = 3.0
 SUMMARY_EVERY_S = 60.0
@@ -51,7 +52,7 @@ def _tcp_problem(host: str, port: int, timeout_s: float) -> str:
     """Why host:port is no Kafka broker, as far as plain TCP can tell."""
     try:
         with socket.create_connection((host, port), timeout=timeout_s):
-            return "answers on TCP but not to Kafka requests (is it a Kafka port?)"
+            return "answers on TCP but not to Kafka requests (not a Kafka port, or a broker stopping or overloaded)"
     except socket.gaierror:
         return "host name does not resolve"
     except TimeoutError:
@@ -149,7 +150,12 @@ class ClientNoiseFilter(logging.Filter):
         self.state = state
 
     def filter(self, record: logging.LogRecord) -> bool:
-        """False (drop) for a client WARNING or above unless the broker is known to be up."""
+        """False (drop) for a client WARNING or above unless the broker is known to be up.
+
+        The probe's own client (on the watch thread) is never logged: the probe reports its result.
+        """
+        if record.threadName == WATCH_THREAD:
+            return False
         if self.state.up is not True and record.levelno >= logging.WARNING:
             self.state.suppressed += 1
             return False
@@ -182,7 +188,7 @@ class BrokerWatch:
         """Install the log filter and start probing in the background."""
         for name in CLIENT_LOGGERS:
             logging.getLogger(name).addFilter(self._filter)
-        threading.Thread(target=lambda: asyncio.run(self._run()), name="broker-watch", daemon=True).start()
+        threading.Thread(target=lambda: asyncio.run(self._run()), name=WATCH_THREAD, daemon=True).start()
         return self
 
     def stop(self) -> None:
