@@ -8,6 +8,7 @@ reference data (terms with validity intervals), so the IR alone defines what a r
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 NUM, BOOL, STR, LIST, PAIRS = "number", "boolean", "string", "list", "pair table"
 
@@ -37,6 +38,15 @@ class StrPred:
     kind: str
     entries: tuple[Entry, ...]
     source: str = field(default="", compare=False)   # how the rule named the list, for explanations
+
+    def __hash__(self) -> int:
+        """Hash of kind and entries, computed once: a table can hold a million entries and the
+        matcher cache (predicates.matcher) hashes the predicate on every batch."""
+        return self._hash
+
+    @cached_property
+    def _hash(self) -> int:
+        return hash((self.kind, self.entries))
 
     @property
     def timed(self) -> bool:

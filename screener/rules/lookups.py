@@ -182,6 +182,10 @@ class _VocabState:
     def __init__(self, plan: VocabPlan) -> None:
         self.plan = plan
         self.seen = 0
+        # Built here, when the screener is made (before a worker joins its group), not in its first
+        # batch: the automaton of a million-term table takes seconds.
+        self.bool_matchers = [matcher(p) for p in plan.bools]
+        self.timed_matchers = [matcher(p) for p in plan.timed]
         cap = 64
         self.B = np.zeros((cap, len(plan.bools)), dtype=np.uint8)
         self.F = np.full((cap, plan.float_width), np.nan, dtype=np.float64)
@@ -218,12 +222,11 @@ class _VocabState:
         plan = self.plan
         # Predicates compare lookup forms: normalise each new string once, whatever the number of predicates.
         looked_up = [normalise(s) for s in new] if plan.bools or plan.timed else []
-        spans = [[matcher(p).intervals_normalised(s) for s in looked_up] for p in plan.timed]
+        spans = [[m.intervals_normalised(s) for s in looked_up] for m in self.timed_matchers]
         k = max([1] + [len(iv) for col in spans for iv in col])
         self._grow(n, k)
         lo = self.seen
-        for c, pred in enumerate(plan.bools):
-            m = matcher(pred)
+        for c, m in enumerate(self.bool_matchers):
             self.B[lo:n, c] = [1 if m.matches_normalised(s) else 0 for s in looked_up]
         for c, col in enumerate(spans):
             for r, iv in enumerate(col):

@@ -185,7 +185,10 @@ class Tables:
             path = self.path(name)
             if not path.is_file():
                 raise TableError(f"missing reference file {path}")
-            data = path.read_bytes()
+            try:
+                data = path.read_bytes()
+            except OSError as exc:
+                raise TableError(f"cannot read reference file {path}: {exc.strerror or exc}") from exc
             self.digests[name] = hashlib.sha256(data).hexdigest()
             try:
                 header, rows = read_csv(path, data)
