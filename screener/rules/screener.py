@@ -127,11 +127,13 @@ class PackScreener:
             values, words = explain_rule_many(rule, Columns(batch, rows[at], memo), [now[p] for p in positions],
                                               [currencies[p] for p in positions], [n_items[p] for p in positions])
             floor = LANE_NAMES[rule.lane_floor] if rule.lane_floor else None
-            description = rule.description
-            for pos, v, w, c in zip(positions, values, words, shares[r][at].tolist()):
-                if floor:
+            if floor:
+                for v in values:
                     v["lane_floor"] = floor
-                out[pos].append(Reason(rule.id, c, v, description, reason_text(description, w, floor)))
+            rule_id, description = rule.id, rule.description
+            texts = [reason_text(description, w, floor) for w in words]
+            for pos, v, text, c in zip(positions, values, texts, shares[r][at].tolist()):
+                out[pos].append(Reason(rule_id, c, v, description, text))
         for pos in np.flatnonzero(result.random[rows]).tolist():
             draw = seeded_uniform_reference(int(batch.parcel_hash[rows[pos]]), self.pack.seed)
             out[pos].append(Reason("random", 0.0, {"rate": self.pack.random_rate, "draw": round(draw, 6)},
