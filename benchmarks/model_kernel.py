@@ -1,6 +1,7 @@
 """Model kernel benchmark: the Numba tree kernel against LightGBM's `predict`, same model, same batch, one core.
 
-Run `python -m benchmarks.model_kernel [--quick]`. The model is trained with the parameters `screener train`
+Run `python -m benchmarks.model_kernel [--quick]` (last full run: benchmarks/model_kernel-results.json).
+The model is trained with the parameters `screener train`
 uses (screener/model/train.py: 200 trees, num_leaves 31, max_depth 6) on synthetic data with a categorical
 column and missing values; both scorers get the same float64 batch and one thread; best of several
 repeats each, interleaved. Times are the process's CPU time (time.process_time): the machine is shared,
