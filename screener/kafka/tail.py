@@ -174,8 +174,9 @@ def render(kind: str, p: Parcel) -> list[Text]:
     lane = value.get("lane", "?")
     lines = [Text.assemble((f"{lane.upper():6}", LANE_STYLE.get(lane, "")), f" {value.get('parcel_id')}",
                            (f"  score={value.get('score')}", "cyan"), (f"  {p.manifest_id or ''}", "dim"))]
-    if value.get("summary"):
+    if value.get("summary"):  # flagged records: the reasons worded for inspectors, in one line
         lines.append(Text(f"    {value['summary']}", style="dim"))
+        return lines
     for r in value.get("reasons", []):
         if r.get("text"):
             lines.append(Text(f"    - {r.get('rule_id')}: {r['text']}", style="dim"))

@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 
 import click
 from prometheus_client.parser import text_string_to_metric_families
-from rich.console import Console
+from rich.console import Console, Group
 from rich.table import Table
+from rich.text import Text
 
 from screener.ops.metrics import histogram_quantile
 
@@ -262,10 +263,12 @@ def _column(f: Fleet, v: WorkerView | None) -> list[str]:
             fmt_latency(f.p99), broker]
 
 
-def render(views: list[WorkerView], answer: Verdict) -> Table:
-    """One figure per row and one column per worker (narrow enough for 80 columns), the verdict as caption."""
-    table = Table(title="screener status", caption=answer.text, caption_justify="left",
-                  caption_style="bold green" if answer.exit_code == EXIT_KEEPS_UP else "bold red")
+def render(views: list[WorkerView], answer: Verdict) -> Group:
+    """One figure per row and one column per worker (narrow enough for 80 columns), then the verdict.
+
+    The verdict is a paragraph of its own, not a caption: a caption wraps at the table's width.
+    """
+    table = Table(title="screener status")
     table.add_column("", no_wrap=True)
     columns: list[list[str]] = []
     for v in views:
@@ -278,7 +281,7 @@ def render(views: list[WorkerView], answer: Verdict) -> Table:
         columns.append(_column(f, None))
     for i, label in enumerate(ROWS):
         table.add_row(label, *[c[i] for c in columns])
-    return table
+    return Group(table, Text(answer.text, style="bold green" if answer.exit_code == EXIT_KEEPS_UP else "bold red"))
 
 
 def _fmt_ratio(v: float) -> str:
