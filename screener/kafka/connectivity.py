@@ -103,7 +103,6 @@ class BrokerState:
 
     def __init__(self, bootstrap: list[str], started: float, summary_every_s: float = SUMMARY_EVERY_S) -> None:
         self.bootstrap = ",".join(bootstrap)
-        self.started = started
         self.summary_every_s = summary_every_s
         self.up: bool | None = None  # None until the first probe
         self.since = started  # when the current state began
@@ -179,7 +178,6 @@ class BrokerWatch:
         # Until a broker answers, a starting worker reports the outcome itself, once (wait_until_reachable).
         self.waiting = True
         self._reachable = threading.Event()
-        self._stop = threading.Event()
         self._filter = ClientNoiseFilter(self.state)
         if metrics is not None:
             metrics.set_broker(self.state.bootstrap, up=None, last_contact=None, down_since=None)
@@ -191,13 +189,11 @@ class BrokerWatch:
         threading.Thread(target=lambda: asyncio.run(self._run()), name=WATCH_THREAD, daemon=True).start()
         return self
 
-    def stop(self) -> None:
-        """Stop probing (the thread ends after the current probe)."""
-        self._stop.set()
-
     def wait_until_reachable(self, wait_s: float) -> None:
         """Block until a broker answered; raise BrokerUnreachable after wait_s seconds (0 = wait forever)."""
         self.waiting = wait_s > 0
+        if not self.waiting and self.state.up is False:
+            log.error("broker unreachable, waiting for it: %s", self.state.problem)
         try:
             if not self._reachable.wait(wait_s if wait_s > 0 else None):
                 s = self.state
@@ -208,7 +204,7 @@ class BrokerWatch:
             self.waiting = False
 
     async def _run(self) -> None:
-        while not self._stop.is_set():
+        while True:  # for the life of the process (a daemon thread)
             self.observe(await probe(self.bootstrap, min(PROBE_TIMEOUT_S, self.interval_s * 2)))
             await asyncio.sleep(self.interval_s)
 
