@@ -57,11 +57,6 @@ class Source:
     extras: ExtraColumns | None = None
     files: list[str] = field(default_factory=list)
 
-    @property
-    def has_revenue(self) -> bool:
-        """Whether any outcome carries a revenue figure."""
-        return any(not math.isnan(o.revenue) for o in self.outcomes.values())
-
 
 def parse_time_ms(value) -> int | None:
     """Epoch milliseconds of an ISO 8601 string (UTC when naive) or an epoch-ms integer; None if neither."""

@@ -5,7 +5,6 @@ the trees flattened into node arrays. LightGBM is a training-only dependency (th
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -103,7 +102,3 @@ def train(data: Source, rules: Screener, out: str | Path, valid: Source | None =
     save_model(out, manifest, ensemble, builder.stats.snapshot(), text)
     return manifest
 
-
-def data_hash(paths: list[str]) -> str:
-    """One fingerprint for several files."""
-    return hashlib.sha256("".join(file_sha256(p) for p in paths).encode()).hexdigest()

@@ -16,7 +16,6 @@ import numpy as np
 # decision_type bits (LightGBM include/LightGBM/tree.h)
 CATEGORICAL_MASK = 1
 DEFAULT_LEFT_MASK = 2
-MISSING_NONE, MISSING_ZERO, MISSING_NAN = 0, 1, 2
 
 
 @dataclass(eq=False)  # compared by identity: kernels cache a layout per ensemble
