@@ -54,15 +54,20 @@ def synthetic_condition(k: int) -> str:
     ][t]
 
 
-_NUMBER_FIELDS = ["declared_value", "freight", "paid_amount", "tax_withheld", "gross_weight_kg", "net_weight_kg"]
+_OPERATORS = ["+", "-", "*", "/"]
 
 
 def distinct_shape_condition(k: int) -> str:
-    """Rule k of a worst-case pack: shape k % 10 plus clauses whose fields spell k // 10, so no two rules share a shape."""
-    c, clauses = k // 10, []
-    for digit in range(3):    # base-6 digits of c: up to 216 * 10 distinct shapes
-        clauses.append(f"{_NUMBER_FIELDS[(c // 6 ** digit) % 6]} >= {digit}")
-    return f"({synthetic_condition(k)}) and " + " and ".join(clauses)
+    """Rule k of a worst-case pack: shape k % 10 and an arithmetic clause whose operators spell k // 10.
+
+    Constants, lists and even the fields a rule reads are parameters of its shape; operators are
+    structure, so no two rules of this pack share a shape (up to 2,560 rules).
+    """
+    c = k // 10
+    ops = [_OPERATORS[(c >> (2 * d)) & 3] for d in range(4)]
+    clause = (f"declared_value {ops[0]} freight {ops[1]} paid_amount {ops[2]} tax_withheld {ops[3]} "
+              f"gross_weight_kg > {c % 7}")
+    return f"({synthetic_condition(k)}) and {clause}"
 
 
 def synthetic_pack(n_rules: int, directory: Path, distinct: bool = False) -> Path:

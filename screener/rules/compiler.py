@@ -124,11 +124,19 @@ class _Emitter:
             self.cols[kind].append(column)
         return f"{kind}_{column}"
 
+    def read(self, kind: str, column: str, index: str) -> str:
+        """A batch column read at parcel i / item j. Inside a rule the column is a parameter too (an
+        index into the tuple COLS_<kind>), so rules that differ only in the field they read share a shape."""
+        name = self.col(kind, column)
+        if self.ints is None:
+            return f"{name}[{index}]"
+        return f"COLS_{kind}[{self.iparam(self.cols[kind].index(column))}][{index}]"
+
     def code(self, f: ir.StrField) -> str:
         """Expression for a string field's code in the current parcel / item."""
         if f.level == "item":
-            return f"{self.col('IS', f.column)}[j]"
-        return f"{self.col('S', f.column)}[i]"
+            return self.read("IS", f.column, "j")
+        return self.read("S", f.column, "i")
 
     def expr(self, node: ir.Node, out: list[str], ind: int) -> str:
         """Expression string for `node`, emitting prerequisite statements into `out` at `ind`."""
@@ -143,8 +151,8 @@ class _Emitter:
             return self.fparam(node.value)
         if isinstance(node, ir.NumField):
             if node.level == "item":
-                return f"{self.col('IN', node.column)}[j]"
-            return f"{self.col('N', node.column)}[i]"
+                return self.read("IN", node.column, "j")
+            return self.read("N", node.column, "i")
         if isinstance(node, ir.StrField):  # only as an argument; kept for completeness
             return self.code(node)
         if isinstance(node, ir.Derived):
@@ -335,9 +343,12 @@ def _shape_blocks(chunk: _Chunk, em: _Emitter, base: int) -> list[str]:
     return lines
 
 
-def _binds(chunk: _Chunk) -> list[str]:
-    """The parameter arrays as locals, when some shape of the chunk has more than one rule to read them."""
-    return _BIND_PARAMS if any(len(instances) > 1 for _, _, instances in chunk.shapes.values()) else []
+def _binds(chunk: _Chunk, cols: dict[str, list[str]]) -> list[str]:
+    """Parameter arrays and column tuples as locals, when some shape of the chunk has more than one rule."""
+    if not any(len(instances) > 1 for _, _, instances in chunk.shapes.values()):
+        return []
+    tuples = [f"    COLS_{kind} = ({''.join(f'{kind}_{c}, ' for c in names)})" for kind, names in cols.items() if names]
+    return _BIND_PARAMS + tuples
 
 
 def _param_globals(parts: list[tuple[_Chunk, object]]) -> list[str]:
@@ -433,7 +444,7 @@ def generate(conditions: list[tuple[str, ir.Node]], chunk_shapes: int = CHUNK_SH
         (chunk, em), = parts
         lines += ["", "", _DECORATOR.format(sig="SIGNATURE"), f"def kernel({', '.join(args + outputs)}):",
                   "    n = event_time.shape[0]", f"    fired = np.zeros({chunk.last - chunk.first + 1}, np.bool_)",
-                  "    first = 0"] + _binds(chunk)
+                  "    first = 0"] + _binds(chunk, cols)
         lines += _LOOP_HEAD + em.prelude + _shape_blocks(chunk, em, 0) + ["        keep = 1.0", "        floor = 0"]
         lines += [f"        out_hits[i, {w}] = 0" for w in range(words)]
         lines += _BOOKKEEPING + _LANES
@@ -445,7 +456,7 @@ def generate(conditions: list[tuple[str, ir.Node]], chunk_shapes: int = CHUNK_SH
                       f"def chunk{c}({', '.join(args)}, acc_keep, acc_floor, out_hits):",
                       f'    """Rules {chunk.first}..{chunk.last} over every parcel of the batch."""',
                       "    n = event_time.shape[0]", f"    fired = np.zeros({chunk.last - chunk.first + 1}, np.bool_)",
-                      f"    first = {chunk.first}"] + _binds(chunk)
+                      f"    first = {chunk.first}"] + _binds(chunk, cols)
             lines += _LOOP_HEAD + em.prelude + _shape_blocks(chunk, em, b)
             lines += ["        keep = acc_keep[i]", "        floor = acc_floor[i]"]
             lines += _BOOKKEEPING + ["        acc_keep[i] = keep", "        acc_floor[i] = floor"]

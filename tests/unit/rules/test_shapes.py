@@ -29,12 +29,14 @@ def templated_rule(draw):
     """One rule from a handful of templates, with drawn constants and lists."""
     t = draw(st.integers(0, 5))
     a, b = draw(CONSTS), draw(CONSTS)
+    num = draw(st.sampled_from(["declared_value", "freight", "paid_amount", "gross_weight_kg"]))
+    country = draw(st.sampled_from(["origin_country", "departure_country", "seller_country"]))
     return [
-        f"declared_value > {a} and item_count >= {b}",
+        f"{num} > {a} and item_count >= {b}",
         f"any_item(startswith(hs_code, {draw(PREFIXES)!r}) and line_value_usd < {a})",
         f"any_item(contains_any(description, {draw(TERMS)!r}))",
         f"value_per_kg < {a} * min_item(band_min(hs_code, item_origin_country)) or freight > {b}",
-        f"origin_country in {draw(st.lists(st.sampled_from(['CN', 'HK', 'AF', 'XA', '']), min_size=1, max_size=3))!r}",
+        f"{country} in {draw(st.lists(st.sampled_from(['CN', 'HK', 'AF', 'XA', '']), min_size=1, max_size=3))!r}",
         f"(origin_country, departure_country) in table('routes', 'origin_country', 'departure_country') "
         f"and watchlisted(consignee_id) or gross_weight_kg < net_weight_kg * {a}",
     ][t]
@@ -50,6 +52,16 @@ def test_same_shape_rules_share_one_block(tmp_path):
     assert "# shape 0: rules 0, 1, 2, 3, ..." in src.text
     code = src.text.split("def kernel")[1]
     assert "(150.0)" not in code and "PF[q, 0]" in code    # constants live in PF / PI, not in the code
+
+
+def test_rules_reading_different_fields_share_a_shape(tmp_path):
+    rules = [{"id": "A", "weight": 0.5, "condition": "declared_value > 10 and origin_country == 'CN'"},
+             {"id": "B", "weight": 0.5, "condition": "freight > 20 and departure_country == 'HK'"},
+             {"id": "C", "weight": 0.5, "condition": "freight > 20 or departure_country == 'HK'"}]
+    pack = load_pack(write_pack(tmp_path, rules))
+    src = generate([(r.id, r.ir) for r in pack.active_rules])
+    assert src.shapes == 2 and "# shape 0: rules 0, 1" in src.text
+    assert "COLS_N[PI[q, 0]][i]" in src.text and "COLS_S[PI[q, 1]][i]" in src.text
 
 
 @settings(max_examples=8, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate],
