@@ -122,20 +122,29 @@ def _ws(buf, i, end):
 
 @nb.njit(cache=True)
 def _string(buf, i, end):
-    """(end index after the closing quote, chars) of a plain string at buf[i] == '"'; (-1, 0) if it needs the
-    reference path (escape, control character, unterminated)."""
+    """End index after the closing quote of a plain string at buf[i] == '"'; -1 if it needs the reference
+    path (escape, control character, unterminated)."""
     i += 1
-    chars = 0
     while i < end:
         c = buf[i]
         if c == 34:
-            return i + 1, chars
+            return i + 1
         if c == 92 or c < 32:
-            return -1, 0
-        if (c & 0xC0) != 0x80:   # not a UTF-8 continuation byte: one more character
-            chars += 1
+            return -1
         i += 1
-    return -1, 0
+    return -1
+
+
+@nb.njit(cache=True)
+def _too_long(buf, start, stop, limit):
+    """Whether buf[start:stop] (UTF-8) has more than `limit` characters; counted only when the bytes do."""
+    if stop - start <= limit:
+        return False
+    chars = 0
+    for t in range(start, stop):
+        if (buf[t] & 0xC0) != 0x80:   # not a continuation byte: one more character
+            chars += 1
+    return chars > limit
 
 
 @nb.njit(cache=True)
@@ -235,7 +244,7 @@ def _scalar(buf, i, end):
     """End of a string, number or literal at i (validated), or -1."""
     c = buf[i]
     if c == 34:
-        j, _ = _string(buf, i, end)
+        j = _string(buf, i, end)
         return j
     if c == 45 or 48 <= c <= 57:
         j, _, _ = _number(buf, i, end, _POW10)
@@ -295,7 +304,7 @@ def _skip(buf, i, end, depth):
             elif c == 123:
                 if i >= end or buf[i] != 34:
                     return -1
-                i, _ = _string(buf, i, end)
+                i = _string(buf, i, end)
                 if i < 0:
                     return -1
                 i = _ws(buf, i, end)
@@ -327,7 +336,7 @@ def _skip(buf, i, end, depth):
             if stack[top - 1] == 1:
                 if i >= end or buf[i] != 34:
                     return -1
-                i, _ = _string(buf, i, end)
+                i = _string(buf, i, end)
                 if i < 0:
                     return -1
                 i = _ws(buf, i, end)
@@ -464,19 +473,20 @@ def _iso_ms(buf, s, n):
 
 
 # --- the scanner ----------------------------------------------------------------------------------
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _field(buf, i, end, row, kind, f, pstart, plen, pnum, event_ms, iparent, istart, ilen, inum, counts, ikeys,
            pow10):
     """Read the value at i of parcel field (kind, f) into row `row`; the end index, or -1."""
     c = buf[i]
     if kind == K_PSTR:
         if c == 34:
-            j, chars = _string(buf, i, end)
+            j = _string(buf, i, end)
             if j < 0:
                 return -1
             plen[f, row] = j - i - 2
             pstart[f, row] = i + 1
-            if chars > _PSTR_MAXLEN[f] or not (j - i - 2 == 0 or _format_ok(buf, i + 1, j - i - 2, _PSTR_FMT[f])):
+            if _too_long(buf, i + 1, j - 1, _PSTR_MAXLEN[f]) or \
+                    not (j - i - 2 == 0 or _format_ok(buf, i + 1, j - i - 2, _PSTR_FMT[f])):
                 return -1
             return j
         if c == 110:
@@ -498,7 +508,7 @@ def _field(buf, i, end, row, kind, f, pstart, plen, pnum, event_ms, iparent, ist
         return j
     if kind == K_EVENT:
         if c == 34:
-            j, _ = _string(buf, i, end)
+            j = _string(buf, i, end)
             if j < 0:
                 return -1
             ok, t = _iso_ms(buf, i + 1, j - i - 2)
@@ -557,14 +567,14 @@ def _complete(row, plen, pnum, pseen, event_ms):
     return True
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _next_key(buf, i, end, keys):
     """(index after the colon, key index or -1) of the key at i, or (-1, -1)."""
     i = _ws(buf, i, end)
     if i >= end or buf[i] != 34:
         return -1, -1
     ks = i + 1
-    i, _ = _string(buf, i, end)
+    i = _string(buf, i, end)
     if i < 0:
         return -1, -1
     k = _key(buf, ks, i - 1, keys)
@@ -656,7 +666,7 @@ def _top_object(buf, i, end, spare, pstart, plen, pnum, pseen, event_ms, pobj, i
         elif kind == K_MANIFEST_ID or kind == K_MASTER_BILL:
             at = 1 if kind == K_MANIFEST_ID else 4
             if c == 34:
-                j, _ = _string(buf, i, end)
+                j = _string(buf, i, end)
                 if j >= 0:
                     meta[at], meta[at + 1] = i + 1, j - i - 2
                 i = j
@@ -704,7 +714,7 @@ def _top_object(buf, i, end, spare, pstart, plen, pnum, pseen, event_ms, pobj, i
             return i
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _item_object(buf, i, end, parent, iparent, istart, ilen, inum, counts, ikeys, pow10):
     if i >= end or buf[i] != 123:
         return -1
@@ -725,7 +735,7 @@ def _item_object(buf, i, end, parent, iparent, istart, ilen, inum, counts, ikeys
             if i >= end or buf[i] != 34:
                 return -1
             ks = i + 1
-            i, _ = _string(buf, i, end)
+            i = _string(buf, i, end)
             if i < 0:
                 return -1
             k = _key(buf, ks, i - 1, ikeys)
@@ -745,12 +755,12 @@ def _item_object(buf, i, end, parent, iparent, istart, ilen, inum, counts, ikeys
             if kind == KI_STR:
                 f = ikeys[3][k]
                 if c == 34:
-                    j, chars = _string(buf, i, end)
+                    j = _string(buf, i, end)
                     if j < 0:
                         return -1
                     ilen[f, row] = j - i - 2
                     istart[f, row] = i + 1
-                    if chars > MAX_STRING_CHARS or not (ilen[f, row] == 0 or
+                    if _too_long(buf, i + 1, j - 1, MAX_STRING_CHARS) or not (ilen[f, row] == 0 or
                                                          _format_ok(buf, i + 1, j - i - 2, _ISTR_FMT[f])):
                         return -1
                     i = j

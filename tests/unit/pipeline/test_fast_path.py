@@ -89,7 +89,7 @@ def hostile_manifest(draw) -> bytes:
             p[draw(st.sampled_from(["note", "tags", "parcels", "schema_version"]))] = draw(
                 st.sampled_from([{"a": [1, {"b": None}]}, [[[]]], "n", 1.5, None, True]))
         elif edit == "dup_id" and len(parcels) > 1:
-            parcels[-1]["parcel_id"] = parcels[0]["parcel_id"]
+            parcels[-1]["parcel_id"] = parcels[0].get("parcel_id")
         elif edit == "manifest":
             key = draw(st.sampled_from(["schema_version", "manifest_id", "carrier_code", "master_bill_no"]))
             m[key] = draw(st.sampled_from([1, 2, 1.0, "1", "", None, "SF-EXPRESS", True]))
