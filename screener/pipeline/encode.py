@@ -72,14 +72,6 @@ def parcel_id_json(ids) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return _packed([orjson.dumps(p)[1:-1] for p in ids])
 
 
-def reasons_of(screener: Screener, batch: ParcelBatch, result: ScreenResult, rows: np.ndarray) -> list[list]:
-    """Reasons of many parcels (the screener's bulk explainer when it has one)."""
-    many = getattr(screener, "explain_many", None)
-    if many is not None:
-        return many(batch, result, rows)
-    return [screener.explain(batch, result, int(i)) for i in rows.tolist()]
-
-
 def encode(messages: list[MessageOut], batch: ParcelBatch, result: ScreenResult, screener: Screener,
            decided_at: str, parcel_json, max_record_bytes: int) -> Encoded:
     """Decisions and flagged records of a batch; `parcel_json(row)` gives a flagged parcel's original JSON."""
@@ -97,7 +89,7 @@ def encode(messages: list[MessageOut], batch: ParcelBatch, result: ScreenResult,
         starts, lengths = pid_start[explained].tolist(), pid_len[explained].tolist()
         heads = [b'","lane":"' + name.encode() + b'","score":' for name in LANE_NAMES]
         for i, lane, score, a, k, reasons in zip(explained.tolist(), lanes, scores, starts, lengths,
-                                                 reasons_of(screener, batch, result, explained)):
+                                                 screener.explain_many(batch, result, explained)):
             explained_reasons[i] = reasons
             pid = pid_bytes[i] = bytes(ids[a:a + k])
             # The same bytes orjson gives for the dict, without decoding the id or building the dict.

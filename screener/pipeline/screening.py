@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
+
 from screener.pipeline.batch import ParcelBatch, Reason, ScreenResult
 
 
@@ -21,6 +23,10 @@ class Screener(Protocol):
 
     def explain(self, batch: ParcelBatch, result: ScreenResult, i: int) -> list[Reason]:
         """Reasons for parcel i: each fired rule with its contribution and triggering values."""
+        ...
+
+    def explain_many(self, batch: ParcelBatch, result: ScreenResult, rows: np.ndarray) -> list[list[Reason]]:
+        """Reasons of many parcels at once (columnar; what the worker uses), in the order of `rows`."""
         ...
 
 
