@@ -106,6 +106,8 @@ ITEMS_KEY = len(PARCEL_STRING_FIELDS) + 1 + len(PARCEL_NUMBER_FIELDS) + 1   # po
 
 _POW10 = np.array([10.0 ** k for k in range(23)], dtype=np.float64)
 _NOT_SEEN = -2   # span length of a field the object did not name
+# Kinds of deferred numbers (see _defer): a parcel's, an item's, or one to ignore (a manifest's own fields).
+DEFER_PARCEL, DEFER_ITEM, DEFER_IGNORED = 0, 1, -1
 _NULL = -1       # span length of a field given as null
 
 
@@ -240,6 +242,49 @@ def _literal(buf, i, end):
 
 
 @nb.njit(cache=True)
+def _number_end(buf, i, end):
+    """End of a JSON number at i by its grammar alone (any size or precision), or -1."""
+    j = i
+    if j < end and buf[j] == 45:
+        j += 1
+    if j >= end or not 48 <= buf[j] <= 57:
+        return -1
+    if buf[j] == 48:
+        j += 1
+    else:
+        while j < end and 48 <= buf[j] <= 57:
+            j += 1
+    if j < end and buf[j] == 46:
+        j += 1
+        if j >= end or not 48 <= buf[j] <= 57:
+            return -1
+        while j < end and 48 <= buf[j] <= 57:
+            j += 1
+    if j < end and (buf[j] == 101 or buf[j] == 69):
+        j += 1
+        if j < end and (buf[j] == 43 or buf[j] == 45):
+            j += 1
+        if j >= end or not 48 <= buf[j] <= 57:
+            return -1
+        while j < end and 48 <= buf[j] <= 57:
+            j += 1
+    return j
+
+
+@nb.njit(cache=True)
+def _defer(buf, i, end, kind, f, row, deferred, counts):
+    """Record a number the fast conversion cannot do exactly (17+ digits, big exponents) for Python's
+    correctly rounded float() after the scan; its end index, or -1 (bad grammar, or no room left)."""
+    j = _number_end(buf, i, end)
+    d = counts[2]
+    if j < 0 or d >= deferred.shape[0]:
+        return -1
+    deferred[d, 0], deferred[d, 1], deferred[d, 2], deferred[d, 3], deferred[d, 4] = kind, f, row, i, j
+    counts[2] = d + 1
+    return j
+
+
+@nb.njit(cache=True)
 def _scalar(buf, i, end):
     """End of a string, number or literal at i (validated), or -1."""
     c = buf[i]
@@ -251,31 +296,7 @@ def _scalar(buf, i, end):
         if j >= 0:
             return j
         # A valid number this scanner cannot convert exactly still has to be skipped: check its grammar.
-        j = i
-        if j < end and buf[j] == 45:
-            j += 1
-        if j >= end or not 48 <= buf[j] <= 57:
-            return -1
-        if buf[j] == 48:
-            j += 1
-        else:
-            while j < end and 48 <= buf[j] <= 57:
-                j += 1
-        if j < end and buf[j] == 46:
-            j += 1
-            if j >= end or not 48 <= buf[j] <= 57:
-                return -1
-            while j < end and 48 <= buf[j] <= 57:
-                j += 1
-        if j < end and (buf[j] == 101 or buf[j] == 69):
-            j += 1
-            if j < end and (buf[j] == 43 or buf[j] == 45):
-                j += 1
-            if j >= end or not 48 <= buf[j] <= 57:
-                return -1
-            while j < end and 48 <= buf[j] <= 57:
-                j += 1
-        return j
+        return _number_end(buf, i, end)
     return _literal(buf, i, end)
 
 
@@ -474,8 +495,8 @@ def _iso_ms(buf, s, n):
 
 # --- the scanner ----------------------------------------------------------------------------------
 @nb.njit(cache=True, inline="always")
-def _field(buf, i, end, row, kind, f, pstart, plen, pnum, event_ms, iparent, istart, ilen, inum, counts, ikeys,
-           pow10):
+def _field(buf, i, end, row, kind, f, pstart, plen, pnum, event_ms, iparent, istart, ilen, inum, counts, deferred,
+           ikeys, pow10):
     """Read the value at i of parcel field (kind, f) into row `row`; the end index, or -1."""
     c = buf[i]
     if kind == K_PSTR:
@@ -498,7 +519,8 @@ def _field(buf, i, end, row, kind, f, pstart, plen, pnum, event_ms, iparent, ist
             return _null(buf, i, end)
         j, v, _ = _number(buf, i, end, pow10)
         if j < 0:
-            return -1
+            pnum[f, row] = 0.0     # present; the value comes from Python after the scan
+            return _defer(buf, i, end, DEFER_PARCEL, f, row, deferred, counts)
         if _PNUM_POSITIVE[f]:
             if not v > 0.0:
                 return -1
@@ -529,7 +551,7 @@ def _field(buf, i, end, row, kind, f, pstart, plen, pnum, event_ms, iparent, ist
         return -1
     while True:
         i = _ws(buf, i, end)
-        i = _item_object(buf, i, end, row, iparent, istart, ilen, inum, counts, ikeys, pow10)
+        i = _item_object(buf, i, end, row, iparent, istart, ilen, inum, counts, deferred, ikeys, pow10)
         if i < 0:
             return -1
         i = _ws(buf, i, end)
@@ -602,7 +624,7 @@ def _after_value(buf, i, end):
 
 @nb.njit(cache=True)
 def _parcel_object(buf, i, end, row, pstart, plen, pnum, pseen, event_ms, iparent, istart, ilen, inum,
-                   counts, pkeys, ikeys, pow10):
+                   counts, deferred, pkeys, ikeys, pow10):
     """Parse one parcel object of a manifest at i into row `row`; the end index, or -1 for the reference path."""
     if i >= end or buf[i] != 123:
         return -1
@@ -623,7 +645,7 @@ def _parcel_object(buf, i, end, row, pstart, plen, pnum, pseen, event_ms, iparen
                 return -1                      # a repeated key: orjson keeps the last; leave it to the reference
             pseen[row] |= bit
             i = _field(buf, i, end, row, kind, pkeys[3][k], pstart, plen, pnum, event_ms, iparent, istart, ilen,
-                       inum, counts, ikeys, pow10)
+                       inum, counts, deferred, ikeys, pow10)
         else:
             i = _skip(buf, i, end, 2)
         if i < 0:
@@ -638,7 +660,7 @@ def _parcel_object(buf, i, end, row, pstart, plen, pnum, pseen, event_ms, iparen
 
 @nb.njit(cache=True)
 def _top_object(buf, i, end, spare, pstart, plen, pnum, pseen, event_ms, pobj, iparent, istart, ilen, inum,
-                counts, meta, pkeys, ikeys, pow10):
+                counts, deferred, meta, pkeys, ikeys, pow10):
     """Parse a message's top-level object: a manifest (its parcels go to new rows) or a bare parcel (into the
     spare row). Manifest keys go to `meta`: [schema (-1 absent, 1 ok, 0 other), manifest_id start, length,
     parcels position (-1: not a manifest), master_bill_no start, length]. The end index, or -1."""
@@ -686,7 +708,7 @@ def _top_object(buf, i, end, spare, pstart, plen, pnum, pseen, event_ms, pobj, i
                     counts[0] += 1
                     pobj[0, r] = i
                     i = _parcel_object(buf, i, end, r, pstart, plen, pnum, pseen, event_ms, iparent, istart, ilen,
-                                       inum, counts, pkeys, ikeys, pow10)
+                                       inum, counts, deferred, pkeys, ikeys, pow10)
                     if i < 0:
                         return -1
                     pobj[1, r] = i
@@ -702,7 +724,7 @@ def _top_object(buf, i, end, spare, pstart, plen, pnum, pseen, event_ms, pobj, i
                     return -1
         elif kind != K_UNKNOWN:
             i = _field(buf, i, end, spare, kind, pkeys[3][k], pstart, plen, pnum, event_ms, iparent, istart, ilen,
-                       inum, counts, ikeys, pow10)
+                       inum, counts, deferred, ikeys, pow10)
         else:
             i = _skip(buf, i, end, 1)
         if i < 0:
@@ -715,7 +737,7 @@ def _top_object(buf, i, end, spare, pstart, plen, pnum, pseen, event_ms, pobj, i
 
 
 @nb.njit(cache=True, inline="always")
-def _item_object(buf, i, end, parent, iparent, istart, ilen, inum, counts, ikeys, pow10):
+def _item_object(buf, i, end, parent, iparent, istart, ilen, inum, counts, deferred, ikeys, pow10):
     if i >= end or buf[i] != 123:
         return -1
     row = counts[1]
@@ -776,14 +798,13 @@ def _item_object(buf, i, end, parent, iparent, istart, ilen, inum, counts, ikeys
                 else:
                     j, v, _ = _number(buf, i, end, pow10)
                     if j < 0:
+                        inum[f, row] = 0.0     # present; the value comes from Python after the scan
+                        i = _defer(buf, i, end, DEFER_ITEM, f, row, deferred, counts)
+                    elif (_INUM_POSITIVE[f] and not v > 0.0) or v < 0.0:
                         return -1
-                    if _INUM_POSITIVE[f]:
-                        if not v > 0.0:
-                            return -1
-                    elif v < 0.0:
-                        return -1
-                    inum[f, row] = v
-                    i = j
+                    else:
+                        inum[f, row] = v
+                        i = j
             else:
                 i = _skip(buf, i, end, 1)
             if i < 0:
@@ -827,16 +848,17 @@ def _scan(buf, msg_bounds, cap_parcels, cap_items, pkeys, ikeys, pow10):
     bare = np.zeros(n_msgs, dtype=np.bool_)
     mid = np.full((n_msgs, 2), -1, dtype=np.int64)        # manifest_id span (bare without one: -1)
     mfields = np.full((n_msgs, 4), -1, dtype=np.int64)    # carrier_code, master_bill_no spans of a manifest
-    counts = np.zeros(2, dtype=np.int64)
+    counts = np.zeros(3, dtype=np.int64)               # parcels, items, deferred numbers
+    deferred = np.empty((cap_parcels + cap_items + 1, 5), dtype=np.int64)   # kind, field, row, start, end
     meta = np.zeros(7, dtype=np.int64)
     spare = cap_parcels
     for m in range(n_msgs):
         start, end = msg_bounds[m], msg_bounds[m + 1]
-        p0, i0 = counts[0], counts[1]
+        p0, i0, d0 = counts[0], counts[1], counts[2]
         meta[:] = -1
         first = _ws(buf, start, end)
         i = _top_object(buf, first, end, spare, pstart, plen, pnum, pseen, event_ms, pobj,
-                        iparent, istart, ilen, inum, counts, meta, pkeys, ikeys, pow10)
+                        iparent, istart, ilen, inum, counts, deferred, meta, pkeys, ikeys, pow10)
         good = i >= 0 and _ws(buf, i, end) == end
         if good and meta[3] >= 0:
             # A manifest: schema_version 1, a non-empty manifest_id; parcels inherit carrier_code.
@@ -847,6 +869,9 @@ def _scan(buf, msg_bounds, cap_parcels, cap_items, pkeys, ikeys, pow10):
             if good:
                 mid[m, 0], mid[m, 1] = meta[1], meta[2]
                 mfields[m, 2], mfields[m, 3] = meta[4], meta[5]
+                for t in range(d0, counts[2]):
+                    if deferred[t, 0] == DEFER_PARCEL and deferred[t, 2] == spare:
+                        deferred[t, 0] = DEFER_IGNORED    # a number of the manifest itself, not a parcel's
                 if plen[CARRIER_CODE, spare] >= 0:
                     mfields[m, 0], mfields[m, 1] = pstart[CARRIER_CODE, spare], plen[CARRIER_CODE, spare]
                     for r in range(p0, counts[0]):
@@ -869,17 +894,20 @@ def _scan(buf, msg_bounds, cap_parcels, cap_items, pkeys, ikeys, pow10):
                 pobj[0, r], pobj[1, r] = first, i
                 for t in range(i0, counts[1]):
                     iparent[t] = r
+                for t in range(d0, counts[2]):
+                    if deferred[t, 0] == DEFER_PARCEL:
+                        deferred[t, 2] = r
                 if meta[2] > 0:
                     mid[m, 0], mid[m, 1] = meta[1], meta[2]
         if not good:
-            counts[0], counts[1] = p0, i0      # roll back: the reference path decides this message
+            counts[0], counts[1], counts[2] = p0, i0, d0   # roll back: the reference path decides this message
             continue
         ok[m] = True
         for r in range(p0, counts[0]):
             pmsg[r] = m
     n, k = counts[0], counts[1]
-    return ScanResult(ok, bare, mid, mfields, pmsg[:n], pobj[:, :n], pstart[:, :n], plen[:, :n], pnum[:, :n], event_ms[:n],
-                      iparent[:k], istart[:, :k], ilen[:, :k], inum[:, :k])
+    return ScanResult(ok, bare, mid, mfields, pmsg[:n], pobj[:, :n], pstart[:, :n], plen[:, :n], pnum[:, :n],
+                      event_ms[:n], iparent[:k], istart[:, :k], ilen[:, :k], inum[:, :k], deferred[:counts[2]])
 
 
 class ScanResult(NamedTuple):
@@ -899,6 +927,24 @@ class ScanResult(NamedTuple):
     item_str_start: np.ndarray  # int64 [N_ISTR, items]
     item_str_len: np.ndarray    # int64 [N_ISTR, items]
     item_numbers: np.ndarray    # float64 [N_INUM, items]
+    deferred: np.ndarray    # int64 [k, 5]: numbers left to Python (kind, field, row, start, end); see resolve_deferred
+
+
+def resolve_deferred(buf: np.ndarray, s: ScanResult) -> np.ndarray:
+    """Convert the deferred numbers in place with Python's correctly rounded float() (orjson's value too);
+    returns the scan-local messages whose numbers turned out invalid (not finite, or out of range)."""
+    bad = []
+    data = memoryview(buf)
+    for kind, f, row, start, end in s.deferred.tolist():
+        if kind == DEFER_IGNORED:
+            continue
+        value = float(bytes(data[start:end]))
+        positive = (_PNUM_POSITIVE if kind == DEFER_PARCEL else _INUM_POSITIVE)[f]
+        if not np.isfinite(value) or (positive and not value > 0.0) or value < 0.0:
+            bad.append(int(s.message[row if kind == DEFER_PARCEL else s.item_parent[row]]))
+            continue
+        (s.numbers if kind == DEFER_PARCEL else s.item_numbers)[f, row] = value
+    return np.unique(np.asarray(bad, dtype=np.int64))
 
 
 def scan(buf: np.ndarray, msg_bounds: np.ndarray) -> ScanResult:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from screener.kernels.intern import span_hashes
-from screener.kernels.json_scan import PARCEL_ID, ScanResult, scan
+from screener.kernels.json_scan import PARCEL_ID, ScanResult, resolve_deferred, scan
 from screener.pipeline.batch import (
     ITEM_NUMBER_FIELDS,
     ITEM_STRING_FIELDS,
@@ -70,9 +70,10 @@ class FastDecoder:
         ok = s.ok.copy()
         pid_hash = span_hashes(buf, s.str_start[PARCEL_ID], s.str_len[PARCEL_ID])
         dup = _messages_with_duplicate_ids(s.message, pid_hash, buf, s.str_start[PARCEL_ID], s.str_len[PARCEL_ID])
+        drop = np.union1d(dup, resolve_deferred(buf, s) if len(s.deferred) else dup)
         keep = None
-        if len(dup):
-            ok[dup] = False
+        if len(drop):
+            ok[drop] = False
             keep = ok[s.message]
         taken_local = np.flatnonzero(ok)
         batch, span = self._batch(s, buf, pid_hash, keep, taken_local, len(eligible))

@@ -217,3 +217,21 @@ def test_parcels_inherit_the_manifests_carrier_code_on_both_paths(screener):
 def test_messages_the_scanner_cannot_prove_valid_go_to_the_reference_path(value):
     fast = FastDecoder(BatchBuilder().vocab, 1 << 20).build([value])
     assert fast.left == [0] and not len(fast.taken)
+
+
+@SETTINGS
+@given(st.floats(min_value=0, allow_nan=False, allow_infinity=False), st.floats(min_value=1e-300, max_value=1e300))
+def test_numbers_of_any_precision_are_taken_with_orjsons_exact_value(value, price):
+    m = orjson.loads(orjson.dumps(BASE[0]))
+    m["parcels"][0]["declared_value"] = value
+    m["parcels"][0]["items"][0]["unit_price"] = price
+    raw = orjson.dumps(m)
+    fast = FastDecoder(BatchBuilder().vocab, 1 << 20).build([raw])
+    assert fast.taken.tolist() == [0]
+    assert fast.batch.numbers["declared_value"][0] == orjson.loads(raw)["parcels"][0]["declared_value"]
+    assert fast.batch.item_numbers["unit_price"][0] == orjson.loads(raw)["parcels"][0]["items"][0]["unit_price"]
+
+
+def test_a_number_too_large_for_a_double_goes_to_the_reference_path():
+    raw = orjson.dumps(BASE[0]).replace(b'"freight":', b'"freight":1e400,"x":', 1)
+    assert FastDecoder(BatchBuilder().vocab, 1 << 20).build([raw]).left == [0]
