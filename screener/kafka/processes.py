@@ -76,12 +76,14 @@ def run_processes(settings: Settings, count: int) -> int:
     try:
         while True:
             codes = [c.poll() for c in children]
-            if all(code is not None for code in codes):
-                return first_failure or 0
+            # A failure is recorded before "all exited" is checked: children that die between two polls
+            # (a broker that is not there, a bad pack) must not make the supervisor exit 0.
             failed = next((code for code in codes if code), None)
-            if failed is not None and not stopping:
+            if failed is not None and first_failure is None and not stopping:
                 first_failure = failed
                 forward(signal.SIGTERM, None)   # one member died: stop the group's others too
+            if all(code is not None for code in codes):
+                return first_failure if first_failure is not None else next((c for c in codes if c), 0)
             time.sleep(0.2)
     finally:
         for s, handler in previous.items():

@@ -48,6 +48,8 @@ _PSTR_FORMAT = {"seller_country": _FMT_COUNTRY, "origin_country": _FMT_COUNTRY, 
 _ISTR_FORMAT = {"origin_country": _FMT_COUNTRY, "hs_code": _FMT_HS}
 MAX_STRING_CHARS = 1024
 MAX_ID_CHARS = 128
+MIN_PARCEL_BYTES = 100  # parcel_id, event_time, 5 required strings, 2 numbers and items cannot take less
+MIN_ITEM_BYTES = 60     # {"hs_code":"123456","description":"x","quantity":1,"line_value":0} is 64 bytes
 MAX_DEPTH = 64          # deeper unknown values go to the reference path (orjson's own limit is 1024)
 
 # Why a message left the fast path (for tests and metrics; the reference path says what is wrong).
@@ -705,6 +707,8 @@ def _top_object(buf, i, end, spare, pstart, plen, pnum, pseen, event_ms, pobj, i
                 while True:
                     i = _ws(buf, i, end)
                     r = counts[0]
+                    if r >= spare:
+                        return -1              # out of rows: this message goes to the reference path
                     counts[0] += 1
                     pobj[0, r] = i
                     i = _parcel_object(buf, i, end, r, pstart, plen, pnum, pseen, event_ms, iparent, istart, ilen,
@@ -741,6 +745,8 @@ def _item_object(buf, i, end, parent, iparent, istart, ilen, inum, counts, defer
     if i >= end or buf[i] != 123:
         return -1
     row = counts[1]
+    if row >= iparent.shape[0]:
+        return -1                              # out of rows: this message goes to the reference path
     counts[1] += 1
     iparent[row] = parent
     for f in range(N_ISTR):
@@ -949,6 +955,8 @@ def resolve_deferred(buf: np.ndarray, s: ScanResult) -> np.ndarray:
 
 def scan(buf: np.ndarray, msg_bounds: np.ndarray) -> ScanResult:
     """Scan messages buf[msg_bounds[m]:msg_bounds[m+1]] into spans and numbers."""
-    # Every parcel and item is an object: '{' bytes bound both counts.
-    cap = int(np.count_nonzero(buf == 123)) + 1
-    return _scan(buf, msg_bounds, cap, cap, _PARCEL_KEYS, _ITEM_KEYS, _POW10)
+    # Rows for what valid input can hold: a valid parcel takes over 100 bytes, a valid item over 60. Hostile
+    # input that runs out of rows is not lost: the scanner leaves its message to the reference path.
+    n = len(buf)
+    return _scan(buf, msg_bounds, n // MIN_PARCEL_BYTES + len(msg_bounds) + 16, n // MIN_ITEM_BYTES + 16,
+                 _PARCEL_KEYS, _ITEM_KEYS, _POW10)

@@ -79,18 +79,26 @@ def encode(messages: list[MessageOut], batch: ParcelBatch, result: ScreenResult,
     n = batch.n
     pid_buf, pid_start, pid_len = parcel_id_json(batch.parcel_ids)
     explained = explained_indices(result) if n else np.zeros(0, dtype=np.int64)
+    # The template (kernels/assemble.py) says green, score 0, no reasons: any other parcel gets its own entry
+    # (a screener whose score is not the rules' alone, say, scores parcels no rule touched).
+    own_entry = np.zeros(n, dtype=np.bool_)
+    own_entry[explained] = True
+    if n:
+        own_entry |= (result.lane != LANE_GREEN) | (result.score != 0.0)
     entries: dict[int, bytes] = {}
     explained_reasons: dict[int, list] = {}
     ids = memoryview(pid_buf)
     pid_bytes: dict[int, bytes] = {}
-    if len(explained):
-        lanes = result.lane[explained].tolist()
-        scores = np.round(result.score[explained], 6).tolist()
-        starts, lengths = pid_start[explained].tolist(), pid_len[explained].tolist()
+    rows = np.flatnonzero(own_entry)
+    if len(rows):
+        reasons_of = dict(zip(explained.tolist(), screener.explain_many(batch, result, explained))) \
+            if len(explained) else {}
+        lanes = result.lane[rows].tolist()
+        scores = np.round(result.score[rows], 6).tolist()
+        starts, lengths = pid_start[rows].tolist(), pid_len[rows].tolist()
         heads = [b'","lane":"' + name.encode() + b'","score":' for name in LANE_NAMES]
-        for i, lane, score, a, k, reasons in zip(explained.tolist(), lanes, scores, starts, lengths,
-                                                 screener.explain_many(batch, result, explained)):
-            explained_reasons[i] = reasons
+        for i, lane, score, a, k in zip(rows.tolist(), lanes, scores, starts, lengths):
+            reasons = explained_reasons[i] = reasons_of.get(i, [])
             pid = pid_bytes[i] = bytes(ids[a:a + k])
             # The same bytes orjson gives for the dict, without decoding the id or building the dict.
             entries[i] = (b'{"parcel_id":"' + pid + heads[lane] + orjson.dumps(score) + b',"reasons":'
@@ -98,8 +106,7 @@ def encode(messages: list[MessageOut], batch: ParcelBatch, result: ScreenResult,
     entry_len = np.full(n, -1, dtype=np.int64)
     entry_start = np.zeros(n, dtype=np.int64)
     if entries:
-        rows = np.fromiter(entries, dtype=np.int64, count=len(entries))
-        ebuf, estart, elen = _packed(list(entries.values()))
+        ebuf, estart, elen = _packed([entries[i] for i in rows.tolist()])
         entry_start[rows], entry_len[rows] = estart, elen
     else:
         ebuf = np.zeros(0, dtype=np.uint8)

@@ -213,6 +213,9 @@ def test_parcels_inherit_the_manifests_carrier_code_on_both_paths(screener):
     b'{"schema_version":1,"manifest_id":"M","parcels":[{"parcel_id":"A\\u0041"}]}',
     b'{"schema_version":1,"manifest_id":"M","parcels":[]} x',
     b'{"schema_version":1,"manifest_id":"M","parcels":[{"a":' + b"[" * 100 + b"]" * 100 + b"}]}",
+    # More objects than valid input could hold in these bytes: the scanner runs out of rows, safely.
+    b'{"schema_version":1,"manifest_id":"M","parcels":[' + b",".join([b"{}"] * 20_000) + b"]}",
+    orjson.dumps(dict(BASE[0]["parcels"][0], items=[{}] * 20_000)),
 ])
 def test_messages_the_scanner_cannot_prove_valid_go_to_the_reference_path(value):
     fast = FastDecoder(BatchBuilder().vocab, 1 << 20).build([value])
