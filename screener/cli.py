@@ -50,6 +50,13 @@ def package_version() -> str:
         return "unknown"
 
 
+def pack_refused(exc) -> click.ClickException:
+    """One error line for a refused rule pack: its first problems and where to see them all."""
+    problems = [str(p) for p in exc.problems]
+    more = f"; and {len(problems) - 3} more (screener rules check {exc.path})" if len(problems) > 3 else ""
+    return click.ClickException(f"rule pack {exc.path} refused: {'; '.join(problems[:3])}{more}")
+
+
 def load_and_warm_screener(pack: str | None):
     """Load the rule set and compile its kernels on a tiny batch, before joining the consumer group."""
     from screener.generator import GeneratorConfig, ManifestGenerator
@@ -61,9 +68,7 @@ def load_and_warm_screener(pack: str | None):
     try:
         screener = load_screener(pack)
     except PackError as exc:
-        problems = [str(p) for p in exc.problems]
-        more = f"; and {len(problems) - 3} more (screener rules check {exc.path})" if len(problems) > 3 else ""
-        raise click.ClickException(f"rule pack {exc.path} refused: {'; '.join(problems[:3])}{more}") from None
+        raise pack_refused(exc) from None
     gen = ManifestGenerator(GeneratorConfig(manifests=1, parcels_per_manifest=5, seed=0))
     BatchProcessor(screener).process([RawMessage(orjson.dumps(m)) for m in gen.manifests()])
     return screener
@@ -99,6 +104,15 @@ def worker(**flags) -> None:
     count = process_count(settings)
     if count > 1:
         # A supervisor of `count` single-process workers (screener/kafka/processes.py): one core each.
+        # The pack is checked here once, so a bad one is one error line, not one per child.
+        from screener.pipeline.screening import resolve_pack_path
+        from screener.rules import load_pack
+        from screener.rules.errors import PackError
+
+        try:
+            load_pack(resolve_pack_path(settings.pack))
+        except PackError as exc:
+            raise pack_refused(exc) from None
         click.echo(f"worker: starting {count} processes in group {settings.app_id}", err=True)
         sys.exit(run_processes(settings, count))
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
