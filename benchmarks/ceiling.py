@@ -52,8 +52,11 @@ def decisions_stub(doc: object, topic: str, partition: int, offset: int) -> tupl
 
 
 async def run_aiokafka(bootstrap: str, in_topic: str, out_topic: str, partitions: int, expected_parcels: int,
-                       timeout: float) -> Watched:
-    """aiokafka: consume `in_topic` until `expected_parcels` parcels went out to `out_topic`."""
+                       timeout: float, cpu: dict[str, float]) -> Watched:
+    """aiokafka: consume `in_topic` until `expected_parcels` parcels went out to `out_topic`.
+
+    `cpu` receives this process's CPU seconds at the first output record and at the end.
+    """
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
@@ -76,6 +79,7 @@ async def run_aiokafka(bootstrap: str, in_topic: str, out_topic: str, partitions
             for msgs in batch.values():
                 for m in msgs:
                     key, value, n = decisions_stub(orjson.loads(m.value), m.topic, m.partition, m.offset)
+                    cpu.setdefault("first", time.process_time())
                     out.ts_ms.append(int(time.time() * 1000))
                     pending.append(await producer.send(out_topic, value, key=key, partition=m.partition))
                     out.counts.append(n)
@@ -88,6 +92,7 @@ async def run_aiokafka(bootstrap: str, in_topic: str, out_topic: str, partitions
                 await in_flight.popleft()
         for fut in in_flight:
             await fut
+        cpu["last"] = time.process_time()
     finally:
         await producer.stop()
         await consumer.stop()
@@ -95,7 +100,7 @@ async def run_aiokafka(bootstrap: str, in_topic: str, out_topic: str, partitions
 
 
 def run_confluent(bootstrap: str, in_topic: str, out_topic: str, partitions: int, expected_parcels: int,
-                  timeout: float) -> Watched:
+                  timeout: float, cpu: dict[str, float]) -> Watched:
     """librdkafka (confluent-kafka): the same loop; acknowledgements counted by delivery callbacks."""
     from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
 
@@ -123,6 +128,7 @@ def run_confluent(bootstrap: str, in_topic: str, out_topic: str, partitions: int
                 if m.error():
                     raise KafkaException(m.error())
                 key, value, n = decisions_stub(orjson.loads(m.value()), m.topic(), m.partition(), m.offset())
+                cpu.setdefault("first", time.process_time())
                 out.ts_ms.append(int(time.time() * 1000))
                 producer.produce(out_topic, value, key, partition=m.partition(), on_delivery=delivered)
                 out.counts.append(n)
@@ -140,6 +146,7 @@ def run_confluent(bootstrap: str, in_topic: str, out_topic: str, partitions: int
                 raise KafkaException(failed[0])
         if producer.flush(60):
             raise RuntimeError("librdkafka ceiling: output not acknowledged within 60 s")
+        cpu["last"] = time.process_time()
     finally:
         consumer.close()
     return out
@@ -157,12 +164,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--timeout", type=float, default=300.0)
     args = ap.parse_args(argv)
     gc.set_threshold(*WORKER_GC_THRESHOLD)
-    run = (args.bootstrap, args.in_topic, args.out_topic, args.partitions, args.parcels, args.timeout)
+    cpu: dict[str, float] = {}
+    run = (args.bootstrap, args.in_topic, args.out_topic, args.partitions, args.parcels, args.timeout, cpu)
     seen = asyncio.run(run_aiokafka(*run)) if args.client == "aiokafka" else run_confluent(*run)
+    busy = (cpu["last"] - cpu["first"]) / seen.span_s() if seen.span_s() and "first" in cpu else None
     print(json.dumps({"client": args.client, "parcels": seen.parcels, "messages": seen.messages,
                       "parcels_per_s": round(seen.rate(), 1), "span_s": round(seen.span_s(), 3),
                       "output_bytes_per_message": round(seen.bytes / seen.messages) if seen.messages else None,
-                      "timed_out": seen.timed_out}))
+                      "timed_out": seen.timed_out, "cpu_cores": {"ceiling": round(busy, 3) if busy else None}}))
     sys.stdout.flush()
 
 
