@@ -72,7 +72,7 @@ class Sizes:
 
 
 MODES = {
-    "smoke": Sizes(5_000, 5_000, 300, 300, 1, 3, 500, 100, (0, 20_000), 2, 2_000, 1, False, concurrent=True,
+    "smoke": Sizes(5_000, 5_000, 300, 300, 1, 3, 500, 100, (0, 20_000), 2, 2_000, 2, False, concurrent=True,
                    worker_batch_messages=1),
     "quick": Sizes(100_000, 50_000, 10_000, 5_000, 2, 20, PEAK_RATE, 100, (0, 100_000, 1_000_000), 5, None, 2,
                    False),
