@@ -302,6 +302,21 @@ def _scalar(buf, i, end):
     return _literal(buf, i, end)
 
 
+@nb.njit(cache=True, inline="always")
+def _member_value(buf, i, end):
+    """Index of the value of an object member `"key": value` at i, or -1."""
+    i = _ws(buf, i, end)
+    if i >= end or buf[i] != 34:
+        return -1
+    i = _string(buf, i, end)
+    if i < 0:
+        return -1
+    i = _ws(buf, i, end)
+    if i >= end or buf[i] != 58:
+        return -1
+    return _ws(buf, i + 1, end)
+
+
 @nb.njit(cache=True)
 def _skip(buf, i, end, depth):
     """End index of any JSON value at i (for keys nobody reads), validated; -1 if malformed, escaped or
@@ -325,15 +340,9 @@ def _skip(buf, i, end, depth):
                 i += 1
                 top -= 1
             elif c == 123:
-                if i >= end or buf[i] != 34:
-                    return -1
-                i = _string(buf, i, end)
+                i = _member_value(buf, i, end)
                 if i < 0:
                     return -1
-                i = _ws(buf, i, end)
-                if i >= end or buf[i] != 58:
-                    return -1
-                i = _ws(buf, i + 1, end)
                 continue
             else:
                 continue
@@ -357,15 +366,9 @@ def _skip(buf, i, end, depth):
                 return -1
             i = _ws(buf, i + 1, end)
             if stack[top - 1] == 1:
-                if i >= end or buf[i] != 34:
-                    return -1
-                i = _string(buf, i, end)
+                i = _member_value(buf, i, end)
                 if i < 0:
                     return -1
-                i = _ws(buf, i, end)
-                if i >= end or buf[i] != 58:
-                    return -1
-                i = _ws(buf, i + 1, end)
             break
 
 
@@ -502,34 +505,9 @@ def _field(buf, i, end, row, kind, f, pstart, plen, pnum, event_ms, iparent, ist
     """Read the value at i of parcel field (kind, f) into row `row`; the end index, or -1."""
     c = buf[i]
     if kind == K_PSTR:
-        if c == 34:
-            j = _string(buf, i, end)
-            if j < 0:
-                return -1
-            plen[f, row] = j - i - 2
-            pstart[f, row] = i + 1
-            if _too_long(buf, i + 1, j - 1, _PSTR_MAXLEN[f]) or \
-                    not (j - i - 2 == 0 or _format_ok(buf, i + 1, j - i - 2, _PSTR_FMT[f])):
-                return -1
-            return j
-        if c == 110:
-            plen[f, row] = _NULL
-            return _null(buf, i, end)
-        return -1
+        return _string_into(buf, i, end, pstart, plen, f, row, _PSTR_MAXLEN[f], _PSTR_FMT[f])
     if kind == K_PNUM:
-        if c == 110:
-            return _null(buf, i, end)
-        j, v, _ = _number(buf, i, end, pow10)
-        if j < 0:
-            pnum[f, row] = 0.0     # present; the value comes from Python after the scan
-            return _defer(buf, i, end, DEFER_PARCEL, f, row, deferred, counts)
-        if _PNUM_POSITIVE[f]:
-            if not v > 0.0:
-                return -1
-        elif v < 0.0:
-            return -1
-        pnum[f, row] = v
-        return j
+        return _number_into(buf, i, end, pnum, f, row, _PNUM_POSITIVE[f], DEFER_PARCEL, deferred, counts, pow10)
     if kind == K_EVENT:
         if c == 34:
             j = _string(buf, i, end)
@@ -741,6 +719,40 @@ def _top_object(buf, i, end, spare, pstart, plen, pnum, pseen, event_ms, pobj, i
 
 
 @nb.njit(cache=True, inline="always")
+def _string_into(buf, i, end, starts, lengths, f, row, max_chars, fmt):
+    """Read a string field (or null) at i into starts/lengths[f, row], checking length and format; end or -1."""
+    c = buf[i]
+    if c == 110:
+        lengths[f, row] = _NULL
+        return _null(buf, i, end)
+    if c != 34:
+        return -1
+    j = _string(buf, i, end)
+    if j < 0:
+        return -1
+    starts[f, row], lengths[f, row] = i + 1, j - i - 2
+    if _too_long(buf, i + 1, j - 1, max_chars) or not (j - i - 2 == 0 or _format_ok(buf, i + 1, j - i - 2, fmt)):
+        return -1
+    return j
+
+
+@nb.njit(cache=True, inline="always")
+def _number_into(buf, i, end, values, f, row, positive, defer_kind, deferred, counts, pow10):
+    """Read a number field (or null) at i into values[f, row], checking its range; end or -1. A number the
+    fast conversion cannot do exactly is deferred to Python (see _defer) and checked there."""
+    if buf[i] == 110:
+        return _null(buf, i, end)
+    j, v, _ = _number(buf, i, end, pow10)
+    if j < 0:
+        values[f, row] = 0.0     # present; the value comes from Python after the scan
+        return _defer(buf, i, end, defer_kind, f, row, deferred, counts)
+    if (positive and not v > 0.0) or v < 0.0:
+        return -1
+    values[f, row] = v
+    return j
+
+
+@nb.njit(cache=True, inline="always")
 def _item_object(buf, i, end, parent, iparent, istart, ilen, inum, counts, deferred, ikeys, pow10):
     if i >= end or buf[i] != 123:
         return -1
@@ -779,38 +791,12 @@ def _item_object(buf, i, end, parent, iparent, istart, ilen, inum, counts, defer
                 if seen & bit:
                     return -1
                 seen |= bit
-            c = buf[i]
             if kind == KI_STR:
                 f = ikeys[3][k]
-                if c == 34:
-                    j = _string(buf, i, end)
-                    if j < 0:
-                        return -1
-                    ilen[f, row] = j - i - 2
-                    istart[f, row] = i + 1
-                    if _too_long(buf, i + 1, j - 1, MAX_STRING_CHARS) or not (ilen[f, row] == 0 or
-                                                         _format_ok(buf, i + 1, j - i - 2, _ISTR_FMT[f])):
-                        return -1
-                    i = j
-                elif c == 110:
-                    i = _null(buf, i, end)
-                    ilen[f, row] = _NULL
-                else:
-                    return -1
+                i = _string_into(buf, i, end, istart, ilen, f, row, MAX_STRING_CHARS, _ISTR_FMT[f])
             elif kind == KI_NUM:
                 f = ikeys[3][k]
-                if c == 110:
-                    i = _null(buf, i, end)
-                else:
-                    j, v, _ = _number(buf, i, end, pow10)
-                    if j < 0:
-                        inum[f, row] = 0.0     # present; the value comes from Python after the scan
-                        i = _defer(buf, i, end, DEFER_ITEM, f, row, deferred, counts)
-                    elif (_INUM_POSITIVE[f] and not v > 0.0) or v < 0.0:
-                        return -1
-                    else:
-                        inum[f, row] = v
-                        i = j
+                i = _number_into(buf, i, end, inum, f, row, _INUM_POSITIVE[f], DEFER_ITEM, deferred, counts, pow10)
             else:
                 i = _skip(buf, i, end, 1)
             if i < 0:
