@@ -36,3 +36,26 @@ def test_a_parcel_no_rule_touched_keeps_a_nonzero_score():
     decisions = orjson.loads(out.decisions[0][1])["decisions"]
     assert [d["score"] for d in decisions] == [0.125] * batch.n
     assert [d["parcel_id"] for d in decisions] == [p["parcel_id"] for p in m["parcels"]]
+
+
+def test_decisions_are_split_under_the_record_limit_and_an_entry_too_large_for_any_record_is_reported():
+    gen = ManifestGenerator(GeneratorConfig(manifests=3, parcels_per_manifest=120, seed=4))
+    decs = [decode(RawMessage(orjson.dumps(m), "manifests", 0, i), 1 << 20) for i, m in enumerate(gen.manifests())]
+    batch, _ = BatchBuilder().build(decs)
+    screener = load_screener("rules/default.toml")
+    result = screener.screen(batch)
+    bounds = np.searchsorted(batch.message_index, np.arange(len(decs) + 1)).tolist()
+    messages = [MessageOut(d.manifest_id, {"topic": "t", "partition": 0, "offset": i}, bounds[i], bounds[i + 1])
+                for i, d in enumerate(decs)]
+    limit = 3000
+    out = encode(messages, batch, result, screener, "now", lambda i: b"{}", limit)
+    records = [orjson.loads(v) for _, v in out.decisions]
+    assert all(len(v) <= limit for _, v in out.decisions)
+    for d in decs:
+        parts = [r for r in records if r["manifest_id"] == d.manifest_id]
+        assert sorted(r["part"] for r in parts) == list(range(1, parts[0]["parts"] + 1)) and len(parts) > 1
+    decided = [x["parcel_id"] for r in records for x in r["decisions"]]
+    too_large = {batch.parcel_ids[row] for _, row, _ in out.too_large}
+    # Every parcel exactly once: in a decisions part, or reported as too large for any record.
+    assert sorted(decided + list(too_large)) == sorted(batch.parcel_ids)
+    assert len(decided) == len(set(decided))
