@@ -99,7 +99,8 @@ def test_kernel_equals_interpreter_on_disguised_values(screener, data):
 
 # --- the automaton against the plain reference matcher ---------------------------------------------
 
-ALPHABET = st.sampled_from(list("abcAB 9301-\u00e9\u0301\u00df") + INVISIBLE[:3] + ["\uff41", "\u3000", "fi", "\ufb01"])
+ALPHABET = st.sampled_from(list("abcAB 9301-\u00e9\u0301\u00df") + INVISIBLE[:3]
+                           + ["\uff41", "\u3000", "fi", "\ufb01", "\U0001f600", "\U0001d400"])
 TEXT = st.lists(ALPHABET, max_size=12).map("".join)
 
 
