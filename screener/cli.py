@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+import threading
 import time
 from collections.abc import Iterator
 
@@ -117,9 +118,27 @@ def worker(**flags) -> None:
         sys.exit(run_processes(settings, count))
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     metrics = PipelineMetrics()
-    # Probing starts before the slow rule-pack warm-up, so a wrong address is reported within seconds.
+    # The broker is probed while the rule pack compiles (tens of seconds cold on a busy machine), so a wrong
+    # address is reported `broker_wait_s` after start, not after the warm-up.
     watch = BrokerWatch(settings.bootstrap_servers, metrics).start()
-    screener = load_and_warm_screener(settings.pack)
+    warm: dict = {}
+
+    def warm_up() -> None:
+        try:
+            warm["screener"] = load_and_warm_screener(settings.pack)
+        except BaseException as exc:  # handed to the main thread, which reports it
+            warm["error"] = exc
+
+    warming = threading.Thread(target=warm_up, name="warm-up", daemon=True)
+    warming.start()
+    try:
+        watch.wait_until_reachable(settings.broker_wait_s)
+    except BrokerUnreachable as exc:
+        raise click.ClickException(str(exc)) from None
+    warming.join()
+    if "error" in warm:
+        raise warm["error"]
+    screener = warm["screener"]
     if settings.model:  # rules + learned model (docs/model.md)
         from screener.model.artifact import ModelError
         from screener.model.screener import load_model_screener
@@ -133,10 +152,6 @@ def worker(**flags) -> None:
     click.echo(f"worker: broker={settings.broker} topics={settings.manifests_topic}->{settings.decisions_topic} "
                f"ruleset={screener.ruleset_id}@{screener.version} metrics_port={settings.metrics_port or 'off'}",
                err=True)
-    try:
-        watch.wait_until_reachable(settings.broker_wait_s)
-    except BrokerUnreachable as exc:
-        raise click.ClickException(str(exc)) from None
     run_worker(settings, screener, metrics)
 
 

@@ -33,6 +33,11 @@ def test_generate_publish_tail_round_trip_and_confluent_kafka_publisher(broker, 
         pub = screener("publish", "-", "--broker", broker.url, "--topic-prefix", worker.prefix, input=gen.stdout)
         assert pub.returncode == 0, pub.stderr
         assert b"published 4 messages, 200 parcels" in pub.stderr
+        topic = worker.topic("decisions")
+        # The manifests are decided before the bare parcels are sent, so "most recent" below is well defined
+        # (records of one batch share a timestamp).
+        asyncio.run(consume_until(broker.bootstrap, [topic],
+                                  lambda o: sum(len(r["decisions"]) for r in o[topic]) >= 200, 120))
 
         # librdkafka (confluent-kafka) publishes bare parcels: any Kafka client can feed the screener.
         from confluent_kafka import Producer
@@ -43,7 +48,6 @@ def test_generate_publish_tail_round_trip_and_confluent_kafka_publisher(broker, 
             producer.produce(worker.topic("manifests"), line)
         assert producer.flush(30) == 0
 
-        topic = worker.topic("decisions")
         out = asyncio.run(consume_until(broker.bootstrap, [topic],
                                         lambda o: sum(len(r["decisions"]) for r in o[topic]) >= 205, 120))
         assert sum(len(r["decisions"]) for r in out[topic]) == 205
