@@ -38,7 +38,7 @@ async def drain(procs: list[Proc], bootstrap: str, out_topic: str, partitions: i
         p.start()
     # The harness and the whole machine too: other engineers' jobs share these cores.
     pids = {p.name: p.pid for p in procs} | (extra_pids or {}) | {"harness": os.getpid(), "machine": MACHINE}
-    sampler = Sampler(pids, trees=frozenset(p.name for p in procs)).start()
+    sampler = Sampler(pids, interval=0.2, trees=frozenset(p.name for p in procs)).start()  # spans are seconds long
     spy = None
     if profile is not None:
         spy = asyncio.create_task(_profile_when_busy(procs[0], profile, profile_s, progress, watcher))

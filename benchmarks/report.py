@@ -105,14 +105,15 @@ CONTENDERS_1 = ("ceiling_1", "bare_faust_1", "screener_1", "baseline")
 
 
 def _contender_rows(r: dict, keys: tuple[str, ...]) -> list[str]:
-    out = ["| contender | best parcels/s | every round | start-up s | CPU cores: it, broker, machine | "
-           "output bytes / message | what it is |", "|---|---|---|---|---|---|---|"]
+    out = ["| contender | best parcels/s | every round | parcels per core-second (best) | start-up s | "
+           "CPU cores: it, broker, machine | output bytes / message | what it is |", "|---|---|---|---|---|---|---|---|"]
     for k in keys:
         c = r.get(k)
         if not c:
             continue
         rounds = ", ".join(_f(x) for x in c.get("rounds_parcels_per_s") or [])
-        out.append(f"| `{k}` | {_f(c.get('parcels_per_s'))} | {rounds} | {_f(c.get('startup_s'), 1)} | {_cpu(c)} | "
+        out.append(f"| `{k}` | {_f(c.get('parcels_per_s'))} | {rounds} | {_f(c.get('best_parcels_per_core_s'))} | "
+                   f"{_f(c.get('startup_s'), 1)} | {_cpu(c)} | "
                    f"{_f(c.get('output_bytes_per_message'))} | {c.get('what', '')} |")
     return out
 
@@ -137,7 +138,10 @@ def _throughput(r: dict, plots: dict) -> list[str]:
             + f". `hit_rate_50_ratio` = {_f(r.get('hit_rate_50_ratio'), 2)}, `hit_rate_100_ratio` = "
             f"{_f(r.get('hit_rate_100_ratio'), 2)} (screener at that pack / screener at the default pack). The packs "
             "are rules/default.toml plus benchmarks/packs/hit50.toml or hit100.toml.",
-            f"- Screener / librdkafka ceiling: {_f(r.get('ratio_to_librdkafka_ceiling'), 2)}.", "",
+            f"- Screener / librdkafka ceiling: {_f(r.get('ratio_to_librdkafka_ceiling'), 2)}.",
+            "- **Per core-second** (parcels/s divided by the CPU cores the contender itself used over its run) is "
+            "steadier than parcels/s while other work shares the two cores; the same ratios computed that way: "
+            + ", ".join(f"`{k}` {_f(v, 2)}" for k, v in (r.get("per_core") or {}).items()) + ".", "",
             "### Single-parcel messages", "",
             f"{_f(sizes['parcels_1'])} single-parcel messages ({_f(sizes['baseline_parcels'])} for the per-parcel "
             "Faust agent).", ""]

@@ -124,8 +124,17 @@ async def run_rounds(env: Env, pools: dict[int, Pool], contenders: list[Contende
     for c in contenders:
         runs = seen[c.key]
         top = max(runs, key=lambda x: x.get("parcels_per_s") or 0.0)
-        best[c.key] = {**top, "what": c.what, "rounds_parcels_per_s": [x.get("parcels_per_s") for x in runs]}
+        per_core = [per_core_second(x) for x in runs]
+        best[c.key] = {**top, "what": c.what, "rounds_parcels_per_s": [x.get("parcels_per_s") for x in runs],
+                       "rounds_parcels_per_core_s": per_core,
+                       "best_parcels_per_core_s": max((x for x in per_core if x), default=None)}
     return best
+
+
+def per_core_second(res: dict) -> float | None:
+    """Parcels per second of CPU the contender itself used: steadier than parcels/s when others load the cores."""
+    own = sum(v or 0.0 for k, v in (res.get("cpu_cores") or {}).items() if k not in ("broker", "harness", "machine"))
+    return round(res["parcels_per_s"] / own, 1) if own > 0.05 and res.get("parcels_per_s") else None
 
 
 async def measure_all(mode: str, sizes: Sizes, workdir: Path) -> dict:
@@ -237,6 +246,15 @@ def summarise(r: dict) -> None:
     r["speedup_vs_baseline_manifests"] = _ratio(s500, r["baseline_manifests_parcels_per_s"], 2)
     r["speedup_vs_quix"] = _ratio(s500, r["quix_manifests_parcels_per_s"], 2)
     r["speedup_vs_baseline"] = _ratio(s500, r["baseline_parcels_per_s"], 2)
+    def core(key: str) -> float | None:
+        return (r.get(key) or {}).get("best_parcels_per_core_s")
+
+    # The same ratios per CPU-second each contender used (co-tenants on the 2 cores move parcels/s a lot).
+    r["per_core"] = {"ratio_to_ceiling": _ratio(core("screener_500"), core("ceiling_500")),
+                     "speedup_vs_baseline_manifests": _ratio(core("screener_500"), core("baseline_manifests"), 2),
+                     "speedup_vs_quix": _ratio(core("screener_500"), core("quix_manifests"), 2),
+                     "hit_rate_100_ratio": _ratio(core("screener_500_hit100"), core("screener_500")),
+                     "screener_single_over_bare_faust": _ratio(core("screener_1"), core("bare_faust_1"))}
     r["hit_rate_50_ratio"] = _ratio(r["screener_hit50_parcels_per_s"], s500)
     r["hit_rate_100_ratio"] = _ratio(r["screener_hit100_parcels_per_s"], s500)
     r["hit_rates"] = {key: {"with_reasons": (r.get(k) or {}).get("with_reasons_share"),
