@@ -58,6 +58,18 @@ def pack_refused(exc) -> click.ClickException:
     return click.ClickException(f"rule pack {exc.path} refused: {'; '.join(problems[:3])}{more}")
 
 
+def check_pack(pack: str) -> None:
+    """Parse and check the rule pack (no compiling): one error line when it is refused."""
+    from screener.pipeline.screening import resolve_pack_path
+    from screener.rules import load_pack
+    from screener.rules.errors import PackError
+
+    try:
+        load_pack(resolve_pack_path(pack))
+    except PackError as exc:
+        raise pack_refused(exc) from None
+
+
 def load_and_warm_screener(pack: str | None):
     """Load the rule set and compile its kernels on a tiny batch, before joining the consumer group."""
     from screener.generator import GeneratorConfig, ManifestGenerator
@@ -106,20 +118,15 @@ def worker(**flags) -> None:
     if count > 1:
         # A supervisor of `count` single-process workers (screener/kafka/processes.py): one core each.
         # The pack is checked here once, so a bad one is one error line, not one per child.
-        from screener.pipeline.screening import resolve_pack_path
-        from screener.rules import load_pack
-        from screener.rules.errors import PackError
-
-        try:
-            load_pack(resolve_pack_path(settings.pack))
-        except PackError as exc:
-            raise pack_refused(exc) from None
+        check_pack(settings.pack)
         click.echo(f"worker: starting {count} processes in group {settings.app_id}", err=True)
         sys.exit(run_processes(settings, count))
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     metrics = PipelineMetrics()
-    # The broker is probed while the rule pack compiles (tens of seconds cold on a busy machine), so a wrong
-    # address is reported `broker_wait_s` after start, not after the warm-up.
+    # The pack is parsed first (a bad pack is reported before anything else); then the broker is probed while
+    # it compiles (tens of seconds cold on a busy machine), so a wrong address is reported `broker_wait_s`
+    # after start, not after the warm-up.
+    check_pack(settings.pack)
     watch = BrokerWatch(settings.bootstrap_servers, metrics).start()
     warm: dict = {}
 
