@@ -69,8 +69,9 @@ class FastDecoder:
         s = scan(buf, bounds)
         ok = s.ok.copy()
         pid_hash = span_hashes(buf, s.str_start[PARCEL_ID], s.str_len[PARCEL_ID])
-        dup = _messages_with_duplicate_ids(s.message, pid_hash, buf, s.str_start[PARCEL_ID], s.str_len[PARCEL_ID])
-        drop = np.union1d(dup, resolve_deferred(buf, s) if len(s.deferred) else dup)
+        dup = _messages_with_duplicate_ids(s.message, pid_hash)
+        bad_numbers = resolve_deferred(buf, s) if len(s.deferred) else dup[:0]
+        drop = np.union1d(dup, bad_numbers)
         keep = None
         if len(drop):
             ok[drop] = False
@@ -188,8 +189,7 @@ def _utf8(value: bytes) -> bool:
     return True
 
 
-def _messages_with_duplicate_ids(message: np.ndarray, pid_hash: np.ndarray, buf: np.ndarray, start: np.ndarray,
-                                 length: np.ndarray) -> np.ndarray:
+def _messages_with_duplicate_ids(message: np.ndarray, pid_hash: np.ndarray) -> np.ndarray:
     """Messages (scan-local indices) where some parcel_id repeats: the reference path dead-letters them."""
     if len(message) < 2:
         return np.zeros(0, dtype=np.int64)
