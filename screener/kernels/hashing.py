@@ -29,22 +29,24 @@ def pack_strings(values: list[str]) -> tuple[np.ndarray, np.ndarray]:
     return buf, offsets
 
 
-# The buffer comes from np.frombuffer(bytes), which is read-only: say so in the signature.
-_RO_BYTES = nb.types.Array(nb.uint8, 1, "C", readonly=True)
+@nb.njit(cache=True, nogil=True)
+def fnv1a64_spans(buf, starts, lengths):
+    """FNV-1a 64-bit hash of each string buf[starts[i]:starts[i]+lengths[i]] (length <= 0: the empty string).
 
-
-@nb.njit(nb.void(_RO_BYTES, nb.int64[:], nb.uint64[:]), cache=True, nogil=True)
-def fnv1a64(buf, offsets, out):
-    """FNV-1a 64-bit hash of each packed string into out."""
-    for i in range(out.shape[0]):
+    The spans may point anywhere in one buffer: into packed strings (hash_ids) or straight into message
+    bytes (the fast decoder hashes parcel ids where they lie).
+    """
+    out = np.empty(starts.shape[0], dtype=np.uint64)
+    for i in range(starts.shape[0]):
         h = np.uint64(0xCBF29CE484222325)
-        for j in range(offsets[i], offsets[i + 1]):
+        for j in range(starts[i], starts[i] + max(lengths[i], 0)):
             h = (h ^ np.uint64(buf[j])) * np.uint64(0x100000001B3)
         out[i] = h
+    return out
 
 
 def fnv1a64_reference(value: str) -> int:
-    """Plain-Python FNV-1a 64 of one string (the oracle for fnv1a64)."""
+    """Plain-Python FNV-1a 64 of one string (the oracle for fnv1a64_spans)."""
     h = 0xCBF29CE484222325
     for byte in value.encode("utf-8"):
         h = ((h ^ byte) * 0x100000001B3) & _MASK
@@ -54,9 +56,7 @@ def fnv1a64_reference(value: str) -> int:
 def hash_ids(values: list[str]) -> np.ndarray:
     """uint64 FNV-1a hash of every string."""
     buf, offsets = pack_strings(values)
-    out = np.empty(len(values), dtype=np.uint64)
-    fnv1a64(buf, offsets, out)
-    return out
+    return fnv1a64_spans(buf, offsets[:-1], np.diff(offsets))
 
 
 @nb.njit(nb.float64(nb.uint64, nb.uint64), cache=True, nogil=True)

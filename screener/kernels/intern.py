@@ -13,7 +13,6 @@ import numba as nb
 import numpy as np
 
 _EMPTY = np.int32(-1)
-FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 FNV_PRIME = np.uint64(0x100000001B3)
 
 
@@ -90,12 +89,3 @@ def rehash(slot_hash_old, slots_old, size):
         slots[k] = code
         slot_hash[k] = h
     return slots, slot_hash
-
-
-@nb.njit(cache=True)
-def span_hashes(buf, starts, lengths):
-    """FNV-1a 64 of each span (the same hash as screener.kernels.hashing.fnv1a64 of the string)."""
-    out = np.empty(starts.shape[0], dtype=np.uint64)
-    for i in range(starts.shape[0]):
-        out[i] = _fnv(buf, starts[i], max(lengths[i], 0), FNV_OFFSET)
-    return out

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from screener.kernels.intern import span_hashes
+from screener.kernels.hashing import fnv1a64_spans
 from screener.kernels.json_scan import PARCEL_ID, ScanResult, resolve_deferred, scan
 from screener.pipeline.batch import (
     ITEM_NUMBER_FIELDS,
@@ -39,7 +39,6 @@ class FastDecoded:
     manifest_ids: list[str]    # per taken message
     buf: np.ndarray            # the scanned bytes (parcel spans index it)
     parcel_span: np.ndarray    # int64 [2, n]: each parcel object's bytes in `buf`
-    bare: np.ndarray           # bool per taken message
     fields_span: np.ndarray    # int64 [taken, 4]: carrier_code and master_bill_no spans of each manifest
 
     def manifest_fields(self, k: int) -> dict:
@@ -68,7 +67,7 @@ class FastDecoder:
         buf = np.frombuffer(b"".join(chunks), dtype=np.uint8)
         s = scan(buf, bounds)
         ok = s.ok.copy()
-        pid_hash = span_hashes(buf, s.str_start[PARCEL_ID], s.str_len[PARCEL_ID])
+        pid_hash = fnv1a64_spans(buf, s.str_start[PARCEL_ID], s.str_len[PARCEL_ID])
         dup = _messages_with_duplicate_ids(s.message, pid_hash)
         bad_numbers = resolve_deferred(buf, s) if len(s.deferred) else dup[:0]
         drop = np.union1d(dup, bad_numbers)
@@ -82,14 +81,13 @@ class FastDecoder:
         for m in taken_local.tolist():
             a, n = s.manifest_id[m]
             manifest_ids.append(buf[a:a + n].tobytes().decode("utf-8") if n > 0 else "")
-        bare = s.bare[taken_local]
-        for k in np.flatnonzero(bare & (s.manifest_id[taken_local, 1] <= 0)).tolist():
+        for k in np.flatnonzero(s.bare[taken_local] & (s.manifest_id[taken_local, 1] <= 0)).tolist():
             # A bare parcel without its own manifest_id is named after the parcel (see decode.py).
             manifest_ids[k] = f"single:{batch.parcel_ids[int(np.searchsorted(batch.message_index, k))]}"
         eligible_arr = np.asarray(eligible, dtype=np.int64)
         taken = eligible_arr[taken_local]
         left = sorted(set(range(len(values))) - set(taken.tolist()))
-        return FastDecoded(batch, taken, left, manifest_ids, buf, span, bare, s.manifest_fields[taken_local])
+        return FastDecoded(batch, taken, left, manifest_ids, buf, span, s.manifest_fields[taken_local])
 
     def _batch(self, s: ScanResult, buf: np.ndarray, pid_hash: np.ndarray, keep: np.ndarray | None,
                taken_local: np.ndarray, n_msgs: int) -> tuple[ParcelBatch, np.ndarray]:
