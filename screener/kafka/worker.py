@@ -104,10 +104,6 @@ def create_app(settings: Settings, screener: Screener, metrics: PipelineMetrics 
 
     sender = BulkSender(app.producer, out_names)
 
-    async def _send(record: tuple[str, bytes | None, bytes]):
-        kind, key, value = record
-        return await app.producer.send(out_names[kind], key, value, None, None, None)
-
     async def _settle(stream: faust.StreamT, events: list, pending: list, outcome: BatchOutcome,
                       seconds: float, timestamps_ms: list[int]) -> None:
         # At-least-once: only acknowledged output lets the input offsets be committed. Faust commits
@@ -121,7 +117,7 @@ def create_app(settings: Settings, screener: Screener, metrics: PipelineMetrics 
             raise failed[0]   # the broker is gone or broken: stop, nothing of this batch is acknowledged
         if refused:
             outcome.dead_letters["output_refused"] += len(refused)
-            await asyncio.gather(*[await _send(r) for r in refused])
+            await asyncio.gather(*(fut for _, fut in await sender.send(refused)))
         for e in events:
             await stream.ack(e)
         if metrics is not None:
