@@ -65,9 +65,19 @@ def check_pack(pack: str) -> None:
     from screener.rules.errors import PackError
 
     try:
-        load_pack(resolve_pack_path(pack))
+        parsed = load_pack(resolve_pack_path(pack))
     except PackError as exc:
         raise pack_refused(exc) from None
+    from screener.pipeline.batch import STATE_NUMBER_FIELDS
+    from screener.rules.compiler import generate
+
+    # A worker sees only the manifests of its partitions, so consignee state would be partial (and
+    # decisions wrong) until parcels are re-keyed by consignee: refuse rather than decide on it.
+    state = [c for c in generate([(r.id, r.ir) for r in parsed.active_rules]).parcel_numbers
+             if c in STATE_NUMBER_FIELDS]
+    if state:
+        raise click.ClickException(f"rule pack {pack} reads state fields ({', '.join(state)}): the worker keeps no "
+                                   f"entity state yet; screen such packs with `screener backtest`")
 
 
 def load_and_warm_screener(pack: str | None):

@@ -39,6 +39,23 @@ PARCEL_NUMBER_FIELDS = (
     "paid_amount",
     "tax_withheld",
 )
+# Float64 columns filled from entity state before the kernel runs (screener/state/, the worker's state
+# stage), never read from the message; NaN where no state is attached (rules test, stateless paths).
+STATE_NUMBER_FIELDS = (
+    "consignee_24h_count",
+    "consignee_24h_value_usd",
+    "consignee_year_value_usd",
+    "consignee_parcels_before",
+    "consignee_days_known",
+    "consignee_late",
+    "consignee_illicit_rate",
+    "consignee_inspections",
+    "seller_illicit_rate",
+    "seller_inspections",
+    "origin_illicit_rate",
+    "hs6_illicit_rate",
+    "origin_hs6_illicit_rate",
+)
 ITEM_STRING_FIELDS = ("hs_code", "description", "unit", "origin_country")
 ITEM_NUMBER_FIELDS = ("quantity", "unit_price", "line_value")
 
@@ -171,6 +188,22 @@ class SpanStrings(Sequence):
         return self.buf[a:a + int(self.length[i])].tobytes().decode("utf-8")
 
 
+class NumberColumns(dict):
+    """Parcel number columns by name; a state field nobody filled reads as NaN (no state attached)."""
+
+    __slots__ = ("n",)
+
+    def __init__(self, columns: dict, n: int) -> None:
+        super().__init__(columns)
+        self.n = n
+
+    def __missing__(self, name: str) -> np.ndarray:
+        if name not in STATE_NUMBER_FIELDS:
+            raise KeyError(name)
+        col = self[name] = np.full(self.n, np.nan)
+        return col
+
+
 @dataclass
 class ParcelBatch:
     """Valid parcels of a batch of messages, as columns; `n` parcels, `m` items in all."""
@@ -186,6 +219,13 @@ class ParcelBatch:
     item_numbers: dict[str, np.ndarray]   # ITEM_NUMBER_FIELDS -> float64 [m]
     vocab: Vocabularies = field(repr=False, default_factory=Vocabularies)
     source_row: np.ndarray | None = None  # int64 [n]: position among all parcels of the batch's messages
+    # int64 [n]: (input offset << 24) | position in its message, strictly increasing over a partition's
+    # parcels: what stateful screening applies parcels in, and recognises replays by
+    seq: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.numbers, NumberColumns):
+            self.numbers = NumberColumns(self.numbers, len(self.parcel_ids))
 
     @property
     def n(self) -> int:

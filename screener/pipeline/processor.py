@@ -179,6 +179,8 @@ class BatchProcessor:
                 decided_at: str, result: BatchResult) -> None:
         """Screen one batch of parcels and encode its decisions (a receipt even for no parcels)."""
         outcome = result.outcome
+        if batch.n:
+            batch.seq = _sequence(messages, raws, batch)
         if batch.n == 0:
             screened = ScreenResult.empty()
         else:
@@ -205,6 +207,18 @@ class BatchProcessor:
         outcome.rule_hits.update(_rule_hits(screened.hits, getattr(self.screener, "rule_ids", None)))
         if screened.random.any():
             outcome.rule_hits["random"] += int(screened.random.sum())
+
+
+def _sequence(messages: list[MessageOut], raws: list[RawMessage], batch: ParcelBatch) -> np.ndarray:
+    """(offset << 24) | position of each parcel in its message: its place in its partition, the same on a replay."""
+    seq = np.empty(batch.n, dtype=np.int64)
+    for m, raw in zip(messages, raws):
+        base = max(int(raw.offset), 0) << 24
+        if batch.source_row is not None:        # reference path: positions among the message's parcels
+            seq[m.lo:m.hi] = base + batch.source_row[m.lo:m.hi]
+        else:
+            seq[m.lo:m.hi] = base + np.arange(m.hi - m.lo)
+    return seq
 
 
 def _rule_hits(hits: np.ndarray, rule_ids: list[str] | None) -> Counter:

@@ -52,6 +52,10 @@ def run_examples(pack: Pack, screener: PackScreener) -> list[ExampleResult]:
         for res, _ in parcels:
             res.failures.append(str(exc))
         return results
+    for i, (res, _) in enumerate(parcels):     # state fields the example sets (NaN: no state)
+        example = next(r for r in pack.rules if r.id == res.rule_id).examples[res.index]
+        for name, value in example.state.items():
+            batch.numbers[name][i] = value
     kernel = screener.screen(batch, random=False)
     oracle = screener.interpreter.screen(batch, random=False)
     for i, (res, _) in enumerate(parcels):

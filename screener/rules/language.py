@@ -2,10 +2,29 @@
 
 from __future__ import annotations
 
-from screener.pipeline.batch import ITEM_NUMBER_FIELDS, PARCEL_NUMBER_FIELDS, PARCEL_STRING_FIELDS
+from screener.pipeline.batch import ITEM_NUMBER_FIELDS, PARCEL_NUMBER_FIELDS, PARCEL_STRING_FIELDS, STATE_NUMBER_FIELDS
+
+# State fields (stateful rules, docs/state.md): what the worker's entity state says about the parcel's
+# consignee, seller, origin and HS codes when the parcel is screened. Read like parcel numbers.
+STATE = {
+    "consignee_24h_count": "parcels to the consignee with event times in the 24 h up to this one's, itself included",
+    "consignee_24h_value_usd": "their declared value, USD",
+    "consignee_year_value_usd": "the consignee's declared value in this parcel's calendar year (UTC) so far, USD",
+    "consignee_parcels_before": "parcels of the consignee seen before this one (0: a new consignee)",
+    "consignee_days_known": "days since the consignee's first parcel (0 for a new consignee)",
+    "consignee_late": "1 when the parcel came later than the allowed lateness (not counted in windows), else 0",
+    "consignee_illicit_rate": "smoothed past illicit rate of the consignee's inspected parcels (Beta prior)",
+    "consignee_inspections": "inspection outcomes of the consignee's parcels so far",
+    "seller_illicit_rate": "smoothed past illicit rate of the seller's inspected parcels",
+    "seller_inspections": "inspection outcomes of the seller's parcels so far",
+    "origin_illicit_rate": "smoothed past illicit rate of parcels from the origin country",
+    "hs6_illicit_rate": "highest smoothed past illicit rate of the parcel's items' HS6 codes",
+    "origin_hs6_illicit_rate": "highest smoothed past illicit rate of (origin, item HS6) pairs",
+}
+assert tuple(STATE) == STATE_NUMBER_FIELDS
 
 # Parcel-level fields: name -> column in ParcelBatch.numbers / .strings (same name).
-PARCEL_NUMBERS = {f: f for f in PARCEL_NUMBER_FIELDS}
+PARCEL_NUMBERS = {f: f for f in PARCEL_NUMBER_FIELDS + STATE_NUMBER_FIELDS}
 PARCEL_STRINGS = {f: f for f in PARCEL_STRING_FIELDS}
 
 # Item-level fields (only inside an item quantifier): language name -> (batch column, vocabulary).
@@ -31,6 +50,9 @@ DERIVED = {
     "total_quantity": ("parcel", "sum of item quantities"),
     "items_value": ("parcel", "sum of item line values (declared currency)"),
     "items_value_usd": ("parcel", "items_value * fx_usd"),
+    "value_cny": ("parcel", "value_usd in CNY (fx.csv)"),
+    "consignee_24h_value_cny": ("parcel", "consignee_24h_value_usd in CNY (fx.csv)"),
+    "consignee_year_value_cny": ("parcel", "consignee_year_value_usd in CNY (fx.csv)"),
     "unit_price_usd": ("item", "unit_price * fx_usd"),
     "line_value_usd": ("item", "line_value * fx_usd"),
 }

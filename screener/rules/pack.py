@@ -11,6 +11,7 @@ import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from screener.pipeline.batch import STATE_NUMBER_FIELDS
 from screener.rules import ir
 from screener.rules.errors import PackError, Problem
 from screener.rules.parser import parse_condition
@@ -32,7 +33,7 @@ LANE_KEYS = {"yellow", "red"}
 RANDOM_KEYS = {"rate", "seed", "lane"}
 RULE_KEYS = {"id", "description", "weight", "condition", "lane_floor", "valid_from", "valid_until", "enabled",
              "examples"}
-EXAMPLE_KEYS = {"parcel", "hit", "lane", "note"}
+EXAMPLE_KEYS = {"parcel", "state", "hit", "lane", "note"}
 
 
 @dataclass
@@ -43,6 +44,7 @@ class Example:
     hit: bool
     lane: str | None = None
     note: str = ""
+    state: dict = field(default_factory=dict)   # state fields the example's parcel is screened with
 
 
 @dataclass
@@ -227,7 +229,16 @@ def _read_example(chk: _Checker, rule_id: str, k: int, raw) -> Example | None:
     lane = raw.get("lane")
     if lane is not None and lane not in LANES:
         return bad(f"{where}.lane must be one of {', '.join(LANES)}, got {lane!r}")
-    return Example(_jsonable(parcel), hit, lane, str(raw.get("note", "")))
+    state = raw.get("state", {})
+    if not isinstance(state, dict):
+        return bad(f"{where}.state must be a table of state fields (e.g. {{ consignee_24h_count = 5 }})")
+    for key, value in state.items():
+        if key not in STATE_NUMBER_FIELDS:
+            return bad(f"{where}.state: unknown state field {key!r} (state fields: {', '.join(STATE_NUMBER_FIELDS)})")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return bad(f"{where}.state.{key} must be a number, got {type(value).__name__}")
+    return Example(_jsonable(parcel), hit, lane, str(raw.get("note", "")),
+                   {k: float(v) for k, v in state.items()})
 
 
 def _depth(value, limit: int = MAX_EXAMPLE_DEPTH + 1) -> int:

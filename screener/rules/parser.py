@@ -245,6 +245,20 @@ class ConditionParser:
         suffix = f" (did you mean {hint[0]!r}?)" if hint else ""
         raise self.error(node, f"unknown field {name!r}{suffix}")
 
+    def usd_per_cny(self, node: ast.AST) -> float:
+        """USD per CNY from fx.csv: CNY limits (the single-order and yearly limits) are written in CNY."""
+        try:
+            self.tables.require("fx", "currency", "usd_per_unit")
+            rates = [self.tables.number("fx", k, "usd_per_unit") for k, row in enumerate(self.tables.rows("fx"))
+                     if row["currency"] == "CNY"]
+        except TableFileError as exc:
+            raise self.table_failure(node, exc) from exc
+        except TableError as exc:
+            raise self.error(node, f"CNY amounts need reference table fx.csv: {exc}") from exc
+        if not rates or not rates[0] > 0:
+            raise self.error(node, "CNY amounts need a positive CNY row in fx.csv")
+        return rates[0]
+
     def derived(self, name: str, node: ast.AST) -> ir.Node:
         """The shared IR of a derived field (built once per pack)."""
         if name in self.shared:
@@ -275,6 +289,10 @@ class ConditionParser:
             base = {"value_usd": "declared_value", "freight_usd": "freight", "paid_usd": "paid_amount",
                     "tax_usd": "tax_withheld"}[name]
             expr = ir.Arith("*", P(base), D("fx_usd"))
+        elif name in ("value_cny", "consignee_24h_value_cny", "consignee_year_value_cny"):
+            base = {"value_cny": D("value_usd"), "consignee_24h_value_cny": P("consignee_24h_value_usd"),
+                    "consignee_year_value_cny": P("consignee_year_value_usd")}[name]
+            expr = ir.Arith("/", base, ir.Const(self.usd_per_cny(node)))
         elif name == "weight_kg":
             expr = ir.IfElse(ir.Compare(">", P("net_weight_kg"), ir.Const(0.0)), P("net_weight_kg"),
                              P("gross_weight_kg"))

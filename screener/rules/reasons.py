@@ -26,6 +26,11 @@ FIELD_UNITS = {
     "items_value": CURRENCY, "unit_price": CURRENCY, "line_value": CURRENCY,
     "value_usd": "USD", "freight_usd": "USD", "paid_usd": "USD", "tax_usd": "USD", "items_value_usd": "USD",
     "unit_price_usd": "USD", "line_value_usd": "USD", "value_per_kg": "USD/kg", "fx_usd": "USD per unit",
+    "consignee_24h_value_usd": "USD", "consignee_year_value_usd": "USD", "value_cny": "CNY",
+    "consignee_24h_value_cny": "CNY", "consignee_year_value_cny": "CNY", "consignee_days_known": "days",
+    "consignee_24h_count": "parcels", "consignee_parcels_before": "parcels",
+    "consignee_inspections": "outcomes", "seller_inspections": "outcomes",
+    **{f"{k}_illicit_rate": "share" for k in ("consignee", "seller", "origin", "hs6", "origin_hs6")},
 }
 FIELD_NAMES = {
     "gross_weight_kg": "gross weight", "net_weight_kg": "net weight", "weight_kg": "weight",
@@ -34,6 +39,14 @@ FIELD_NAMES = {
     "line_value_usd": "line value", "fx_usd": "exchange rate", "item_count": "number of items",
     "hs_code": "HS code", "item_origin_country": "item origin", "consignee_id": "consignee",
     "seller_id": "seller", "consignee_phone": "consignee phone",
+    "value_cny": "declared value", "consignee_24h_count": "consignee's parcels in 24 h",
+    "consignee_24h_value_usd": "consignee's 24 h total", "consignee_24h_value_cny": "consignee's 24 h total",
+    "consignee_year_value_usd": "consignee's total this year", "consignee_year_value_cny": "consignee's total this year",
+    "consignee_parcels_before": "consignee's earlier parcels", "consignee_days_known": "days the consignee is known",
+    "consignee_illicit_rate": "consignee's past illicit rate", "consignee_inspections": "consignee's inspections",
+    "seller_illicit_rate": "seller's past illicit rate", "seller_inspections": "seller's inspections",
+    "origin_illicit_rate": "origin's past illicit rate", "hs6_illicit_rate": "HS6 past illicit rate",
+    "origin_hs6_illicit_rate": "origin and HS6 past illicit rate",
 }
 _OP_WORDS = {"<": "below", "<=": "at most", ">": "above", ">=": "at least", "==": "equal to", "!=": "not equal to"}
 _NOT_OP_WORDS = {"<": "not below", "<=": "above", ">": "not above", ">=": "below", "==": "not equal to",
@@ -105,10 +118,12 @@ def number(value, unit_: str | None = None, currency: str = "") -> str:
             return "infinite" if value > 0 else "minus infinite"
     if unit_ == "USD/kg" and abs(value) >= 0.01:
         return f"USD {value:,.2f}/kg"
-    if unit_ in ("USD", CURRENCY, "USD/kg"):
+    if unit_ in ("USD", "CNY", CURRENCY, "USD/kg"):
         amount = f"{value:,.2f}" if value == 0 or abs(value) >= 0.01 else f"{value:.2g}"
-        code = (currency or "?") if unit_ == CURRENCY else "USD"
+        code = (currency or "?") if unit_ == CURRENCY else "CNY" if unit_ == "CNY" else "USD"
         return f"{code} {amount}/kg" if unit_ == "USD/kg" else f"{code} {amount}"
+    if unit_ == "share":
+        return f"{value:.1%}"
     if unit_ == "kg":
         return f"{value:,.3f}".rstrip("0").rstrip(".") + " kg"
     if value == int(value) and abs(value) < 1e15:
@@ -269,15 +284,18 @@ def batch_facts(batch, indices) -> list[str]:
     """key_facts of parcels `indices` of a ParcelBatch, from its columns (the worker has no parcel dicts)."""
     rows = np.asarray(indices, dtype=np.int64).reshape(-1)
 
+    # Codes before names: a column no rule read is interned on first read, adding names.
     def strings(field: str) -> list[str]:
+        codes = batch.strings[field][rows].tolist()
         names = batch.vocab[field].strings
-        return [names[c] for c in batch.strings[field][rows].tolist()]
+        return [names[c] for c in codes]
 
     def amounts(field: str) -> list[float | None]:
         return [None if v != v else v for v in batch.numbers[field][rows].tolist()]
 
     lo, hi = batch.item_offsets[rows].tolist(), batch.item_offsets[rows + 1].tolist()
-    hs_names, hs_codes = batch.vocab["item_hs_code"].strings, batch.item_strings["hs_code"]
+    hs_codes = batch.item_strings["hs_code"]
+    hs_names = batch.vocab["item_hs_code"].strings
     hs = [[hs_names[c] for c in hs_codes[a:min(b, a + 3)].tolist()] for a, b in zip(lo, hi)]
     return [_facts(*fields, b - a, [h for h in codes if h]) for fields, a, b, codes in zip(
         zip(strings("origin_country"), strings("departure_country"), amounts("declared_value"), strings("currency"),
