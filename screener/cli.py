@@ -402,6 +402,8 @@ def _register_optional_commands() -> None:
         main.add_command(status)
     except ImportError:
         pass
+    from screener.kafka.inspect_cli import inspect
+    main.add_command(inspect)
     from screener.backtest.cli import backtest
     from screener.model.cli import train
     main.add_command(backtest)

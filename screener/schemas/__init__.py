@@ -7,7 +7,7 @@ from functools import cache
 from pathlib import Path
 
 SCHEMA_DIR = Path(__file__).resolve().parent
-NAMES = ("manifest", "decision", "flagged", "dead-letter")
+NAMES = ("manifest", "decision", "flagged", "dead-letter", "inspection")
 
 
 @cache
