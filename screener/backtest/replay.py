@@ -69,6 +69,11 @@ class Replay:
         self._seq = 0
         self._outcomes: dict = {}
         screener.on_screen = self._record
+        # Stateful rules (R11) learn from the same delayed outcomes: they keep the entities of parcels that
+        # will get one, and see each outcome when the features do.
+        self._stateful = screener.rules if hasattr(screener.rules, "observe") else None
+        if self._stateful is not None:
+            self._stateful.retain = self._outcomes
 
     def _record(self, batch: ParcelBatch, X: np.ndarray, result: ScreenResult) -> None:
         s = self.screened
@@ -89,12 +94,16 @@ class Replay:
 
     def release(self, until_ms: int) -> None:
         """Apply every outcome visible at `until_ms` to the entity statistics."""
-        ready = []
+        ready, visible = [], []
         while self._pending and self._pending[0][0] <= until_ms:
-            ready.append(heapq.heappop(self._pending)[2])
+            at, _, pid = heapq.heappop(self._pending)
+            ready.append(pid)
+            visible.append(at)
         if ready:
             self.stats.outcomes_applied += self.screener.features.stats.observe(
                 (pid, self._outcomes[pid].illicit) for pid in ready)
+            if self._stateful is not None:
+                self._stateful.observe((pid, self._outcomes[pid].illicit, at) for pid, at in zip(ready, visible))
 
     def release_all(self) -> None:
         """Apply every outcome still pending (the state at the end of history, e.g. for a model's snapshot)."""

@@ -1,7 +1,9 @@
-"""A rule pack that reads state fields, behind the `Screener` seam: consignee state filled in, then the kernel.
+"""A rule pack that reads state fields, behind the `Screener` seam: entity state filled in, then the kernel.
 
-`StatefulScreener` wraps the pack's compiled screener. Before the kernel runs it fills the consignee
-state columns the pack reads (R2 windows, R3 yearly totals, R12 first seen: `screener/state/consignee.py`)
+`StatefulScreener` wraps the pack's compiled screener. Before the kernel runs it fills the state columns
+the pack reads: repeat-offender rates from the inspection outcomes observed so far (R11,
+`screener/state/risk.py`; outcomes joined to the entities kept for the parcels in `retain`), then the
+consignee columns (R2 windows, R3 yearly totals, R12 first seen: `screener/state/consignee.py`)
 from one `ConsigneeState`, applying the batch's parcels in their `seq` order, so a parcel's columns depend
 on the parcels before it in that order and on nothing else in the batch. Parcels of one consignee must all
 reach the same store: `screener backtest` replays all of history through one store; the worker will need
@@ -17,10 +19,17 @@ from screener.pipeline.normalise import normalise
 from screener.rules.screener import PackScreener
 from screener.rules.tables import Tables
 from screener.state.consignee import ConsigneeState
+from screener.state.risk import JoinedOutcome, RiskStats, pair_key
 
 # The state columns a ConsigneeState computes (the other STATE_NUMBER_FIELDS come from outcomes).
 CONSIGNEE_FIELDS = ("consignee_24h_count", "consignee_24h_value_usd", "consignee_year_value_usd",
                     "consignee_parcels_before", "consignee_days_known", "consignee_late")
+
+# Repeat-offender columns (R11) from inspection outcomes: parcel-level kinds, then item-level ones (max over items).
+RISK_FIELDS = {"consignee_illicit_rate": "consignee", "consignee_inspections": "consignee",
+               "seller_illicit_rate": "seller", "seller_inspections": "seller", "origin_illicit_rate": "origin",
+               "hs6_illicit_rate": "hs6", "origin_hs6_illicit_rate": "origin_hs6"}
+_PARCEL_KEYS = {"consignee": "consignee_id", "seller": "seller_id", "origin": "origin_country"}
 
 
 def state_fields(screener: PackScreener) -> list[str]:
@@ -39,8 +48,13 @@ def usd_rates(screener: PackScreener) -> dict[str, float]:
 class StatefulScreener:
     """The pack's screener with consignee state columns filled before each kernel call."""
 
-    def __init__(self, rules: PackScreener, store: ConsigneeState | None = None) -> None:
+    def __init__(self, rules: PackScreener, store: ConsigneeState | None = None, risk: RiskStats | None = None,
+                 retain=None) -> None:
+        """`retain`: parcel ids whose entities to keep until their outcome is observed (a container; None: none)."""
         self.rules = rules
+        self.risk = risk or RiskStats()
+        self.retain = retain
+        self._facts: dict[str, dict[str, list[str]]] = {}
         self.ruleset_id, self.version, self.hash = rules.ruleset_id, rules.version, rules.hash
         self.rule_ids = rules.rule_ids
         self.store = store or ConsigneeState()
@@ -49,19 +63,83 @@ class StatefulScreener:
         self._seq = 0
         self._keys: dict[int, list[str]] = {}   # per vocabulary object: normalised key of each code
 
-    def _normalised(self, batch: ParcelBatch) -> list[str]:
-        vocab = batch.vocab["consignee_id"]
+    def _normalised(self, batch: ParcelBatch, name: str) -> list[str]:
+        """Normalised form of every code of vocabulary `name` (computed once per new string)."""
+        vocab = batch.vocab[name]
         keys = self._keys.setdefault(id(vocab), [""])
-        if len(self._keys) > 4:                 # vocabularies are replaced in generations: keep the latest
+        if len(self._keys) > 16:                # vocabularies are replaced in generations: keep the latest
             self._keys = {id(vocab): keys}
         strings = vocab.strings
         keys.extend(normalise(s) for s in strings[len(keys):])
         return keys
 
+    def _entity_codes(self, batch: ParcelBatch) -> dict[str, tuple[np.ndarray, list[str]]]:
+        """Per risk kind: (codes, normalised key of each code); hs6 kinds per item."""
+        out = {}
+        for kind, field in _PARCEL_KEYS.items():
+            codes = batch.strings[field]
+            out[kind] = (codes, self._normalised(batch, field))
+        hs = batch.item_strings["hs_code"]
+        hs_keys = [k[:6] for k in self._normalised(batch, "item_hs_code")]
+        out["hs6"] = (hs, hs_keys)
+        return out
+
+    def _fill_risk(self, batch: ParcelBatch) -> None:
+        wanted = [f for f in self.fields if f in RISK_FIELDS]
+        if not wanted:
+            return
+        ents = self._entity_codes(batch)
+        parent = np.repeat(np.arange(batch.n), np.diff(batch.item_offsets))
+        for name in wanted:
+            kind = RISK_FIELDS[name]
+            if kind == "origin_hs6":
+                origin_codes, origin_keys = ents["origin"]
+                hs_codes, hs_keys = ents["hs6"]
+                pairs = [pair_key(origin_keys[o], hs_keys[h]) if origin_keys[o] and hs_keys[h] else ""
+                         for o, h in zip(origin_codes[parent].tolist(), hs_codes.tolist())]
+                values, _ = self.risk.rates(kind, pairs)
+            else:
+                codes, keys = ents[kind]
+                distinct, inverse = np.unique(codes, return_inverse=True)
+                rate, labelled = self.risk.rates(kind, [keys[c] for c in distinct.tolist()])
+                values = (labelled if name.endswith("_inspections") else rate)[inverse]
+            if kind in ("hs6", "origin_hs6"):       # an item-level rate: the parcel's highest
+                col = np.full(batch.n, np.nan)
+                np.fmax.at(col, parent, values)
+                values = col
+            batch.numbers[name] = np.ascontiguousarray(values, dtype=np.float64)
+
+    def _keep_facts(self, batch: ParcelBatch) -> None:
+        """Entities of the parcels whose outcome will come (the join an outcome needs)."""
+        ents = self._entity_codes(batch)
+        off = batch.item_offsets.tolist()
+        for i, pid in enumerate(batch.parcel_ids):
+            if pid not in self.retain:
+                continue
+            facts = {kind: [ents[kind][1][int(ents[kind][0][i])]] for kind in _PARCEL_KEYS}
+            hs6 = sorted({ents["hs6"][1][c] for c in ents["hs6"][0][off[i]:off[i + 1]].tolist()} - {""})
+            facts["hs6"] = hs6
+            facts["origin_hs6"] = [pair_key(facts["origin"][0], h) for h in hs6] if facts["origin"][0] else []
+            self._facts[pid] = facts
+
+    def observe(self, outcomes) -> int:
+        """Apply visible outcomes (parcel_id, illicit, inspected_ms) of kept parcels to the R11 rates."""
+        joined = []
+        for pid, illicit, inspected_ms in outcomes:
+            facts = self._facts.pop(pid, None)
+            if facts is not None:
+                joined.append(JoinedOutcome(pid, int(inspected_ms), bool(illicit), facts))
+        return self.risk.observe(joined)
+
     def fill(self, batch: ParcelBatch, seq: np.ndarray | None = None) -> None:
         """Apply the batch's parcels to the store in `seq` order (default `batch.seq`, set by the processor from
         input offsets, so a message retried or replayed is recognised and not counted twice)."""
-        if batch.n == 0 or not any(f in CONSIGNEE_FIELDS for f in self.fields):
+        if batch.n == 0:
+            return
+        if self.retain:
+            self._keep_facts(batch)
+        self._fill_risk(batch)
+        if not any(f in CONSIGNEE_FIELDS for f in self.fields):
             return
         if seq is None:
             seq = batch.seq
@@ -69,7 +147,7 @@ class StatefulScreener:
             seq = np.arange(self._seq, self._seq + batch.n, dtype=np.int64)
             self._seq += batch.n
         codes = batch.strings["consignee_id"].tolist()     # codes before names (interned on first read)
-        keys = self._normalised(batch)
+        keys = self._normalised(batch, "consignee_id")
         currency_codes = batch.strings["currency"]
         per_code = np.array([self._usd.get(c, np.nan) for c in batch.vocab["currency"].strings])
         rate = per_code[currency_codes]
