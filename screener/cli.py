@@ -75,9 +75,11 @@ def check_pack(pack: str) -> None:
     # decisions wrong) until parcels are re-keyed by consignee: refuse rather than decide on it.
     state = [c for c in generate([(r.id, r.ir) for r in parsed.active_rules]).parcel_numbers
              if c in STATE_NUMBER_FIELDS]
+    if any(parsed.capacity_per_hour):
+        state.append("[capacity]")
     if state:
-        raise click.ClickException(f"rule pack {pack} reads state fields ({', '.join(state)}): the worker keeps no "
-                                   f"entity state yet; screen such packs with `screener backtest`")
+        raise click.ClickException(f"rule pack {pack} needs entity state ({', '.join(state)}): the worker keeps none "
+                                   f"yet; screen such packs with `screener backtest`")
 
 
 def load_and_warm_screener(pack: str | None):

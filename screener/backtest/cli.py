@@ -14,14 +14,14 @@ def load_rules(pack: str | None):
     """The rule pack's screener (default rules/default.toml); a bad pack is one error line."""
     from screener.pipeline.screening import load_screener
     from screener.settings import Settings
-    from screener.state.screener import StatefulScreener, state_fields
+    from screener.state.screener import StatefulScreener, needs_state
 
     try:
         rules = load_screener(pack or Settings().pack)
     except Exception as exc:  # PackError lists every problem; anything else is still one line
         raise click.ClickException(f"rule pack {pack or Settings().pack}: {exc}") from None
     # History replays in event order through one store: consignee state is whole, as a worker's will be.
-    return StatefulScreener(rules) if state_fields(rules) else rules
+    return StatefulScreener(rules) if needs_state(rules) else rules
 
 
 def read_data(data: tuple[str, ...], fmt: str, labels: str | None = None):

@@ -27,10 +27,11 @@ _KEY_LINE = re.compile(r"""\s*([A-Za-z0-9_-]+)\s*=""")
 _TOML_AT = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
 MAX_EXAMPLE_DEPTH = 16
 
-TOP_KEYS = {"pack", "lanes", "random", "rules"}
+TOP_KEYS = {"pack", "lanes", "random", "capacity", "rules"}
 PACK_KEYS = {"id", "version", "description", "reference"}
 LANE_KEYS = {"yellow", "red"}
 RANDOM_KEYS = {"rate", "seed", "lane"}
+CAPACITY_KEYS = {"yellow_per_hour", "red_per_hour", "near"}
 RULE_KEYS = {"id", "description", "weight", "condition", "lane_floor", "valid_from", "valid_until", "enabled",
              "examples"}
 EXAMPLE_KEYS = {"parcel", "state", "hit", "lane", "note"}
@@ -79,6 +80,10 @@ class Pack:
     rules: list[Rule]
     hash: str
     reference_dir: Path
+    # R15: selections per event hour and lane a state partition may make (0 = unlimited), and the share of
+    # it past which score-selected parcels are demoted (screener/state/capacity.py)
+    capacity_per_hour: tuple[int, int, int] = (0, 0, 0)
+    capacity_near: float = 0.8
 
     @property
     def active_rules(self) -> list[Rule]:
@@ -399,6 +404,20 @@ def read_pack(path: str | Path) -> tuple[Pack | None, list[Problem]]:
         chk.add(f"[random] lane must be yellow or red, got {random_lane!r}")
         random_lane = "red"
 
+    cap = doc.get("capacity", {})
+    if not isinstance(cap, dict):
+        chk.add("[capacity] must be a table")
+        cap = {}
+    chk.unknown_keys(cap, CAPACITY_KEYS, "[capacity]")
+    per_hour = []
+    for lane in ("yellow", "red"):
+        v = cap.get(f"{lane}_per_hour", 0)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            chk.add(f"[capacity] {lane}_per_hour must be a whole number of parcels, 0 or more, got {v!r}")
+            v = 0
+        per_hour.append(v)
+    near = chk.number(cap.get("near", 0.8), "[capacity] near", 0.0, 1.0)
+
     tables = Tables(reference_dir)
     shared: dict = {}
     rules = []
@@ -422,7 +441,7 @@ def read_pack(path: str | Path) -> tuple[Pack | None, list[Problem]]:
             problems.append(replace(p, where=f"(pack line {line})") if line is not None else p)
         return None, problems
     pack = Pack(str(path), pack_id, version, description, yellow, red, rate, seed, LANES[random_lane], rules,
-                digest.hexdigest()[:16], reference_dir)
+                digest.hexdigest()[:16], reference_dir, (0, *per_hour), near)
     return pack, []
 
 

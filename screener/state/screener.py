@@ -12,12 +12,15 @@ parcels re-keyed by consignee first (docs/architecture.md, "State"), and refuses
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from screener.pipeline.batch import ParcelBatch, Reason, ScreenResult
+from screener.pipeline.batch import LANE_NAMES, ParcelBatch, Reason, ScreenResult
 from screener.pipeline.normalise import normalise
 from screener.rules.screener import PackScreener
 from screener.rules.tables import Tables
+from screener.state.capacity import CapacityCounters, demote
 from screener.state.consignee import ConsigneeState
 from screener.state.risk import JoinedOutcome, RiskStats, pair_key
 
@@ -37,6 +40,23 @@ def state_fields(screener: PackScreener) -> list[str]:
     from screener.pipeline.batch import STATE_NUMBER_FIELDS
 
     return [c for c in screener.source.parcel_numbers if c in STATE_NUMBER_FIELDS]
+
+
+def needs_state(screener: PackScreener) -> bool:
+    """Whether the pack reads state fields or limits selections by capacity (R15)."""
+    return bool(state_fields(screener)) or any(screener.pack.capacity_per_hour)
+
+
+CAPACITY_DESCRIPTION = "inspection capacity: near the hourly limit, the lowest-scored selections are demoted"
+
+
+@dataclass
+class StateScreenResult(ScreenResult):
+    """A screening result after capacity control: which parcels were demoted, from which lane, how full it was."""
+
+    demoted: np.ndarray | None = None     # bool [n]
+    selected: np.ndarray | None = None    # uint8 [n]: the lane before demotion
+    used: np.ndarray | None = None        # int64 [n]: selections already made in that lane and hour
 
 
 def usd_rates(screener: PackScreener) -> dict[str, float]:
@@ -61,6 +81,9 @@ class StatefulScreener:
         self.fields = state_fields(rules)
         self._usd = usd_rates(rules)
         self._seq = 0
+        self.capacity = np.array(rules.pack.capacity_per_hour, dtype=np.int64)
+        self.near = rules.pack.capacity_near
+        self.counters = CapacityCounters()
         self._keys: dict[int, list[str]] = {}   # per vocabulary object: normalised key of each code
 
     def _normalised(self, batch: ParcelBatch, name: str) -> list[str]:
@@ -161,14 +184,41 @@ class StatefulScreener:
             batch.numbers[name] = out
 
     def screen(self, batch: ParcelBatch) -> ScreenResult:
-        """State columns filled, then the pack's kernel over the batch."""
+        """State columns filled, the pack's kernel over the batch, then capacity control (R15)."""
         self.fill(batch)
-        return self.rules.screen(batch)
+        result = self.rules.screen(batch)
+        if not self.capacity.any() or batch.n == 0:
+            return result
+        seq = batch.seq if batch.seq is not None else np.arange(batch.n)
+        order = np.argsort(seq, kind="stable")
+        fired = np.unpackbits(np.ascontiguousarray(result.hits).view(np.uint8), axis=1,
+                              bitorder="little")[:, :len(self.rules.rules)].astype(bool)
+        floors = np.where(fired, self.rules.floor[None, :], 0).max(axis=1, initial=0).astype(np.uint8)
+        hour = batch.event_time_ms // 3_600_000
+        new_lane, demoted, used = demote(result.lane[order], result.score[order], floors[order],
+                                         result.random[order], hour[order], self.counters, self.capacity, self.near)
+        out = StateScreenResult(result.lane.copy(), result.score, result.hits, result.random,
+                                np.zeros(batch.n, dtype=np.bool_), result.lane.copy(), np.zeros(batch.n, np.int64))
+        out.lane[order], out.demoted[order], out.used[order] = new_lane, demoted, used
+        return out
 
     def explain(self, batch: ParcelBatch, result: ScreenResult, i: int) -> list[Reason]:
         """Reasons of parcel i (state fields explained with their values like any field)."""
-        return self.rules.explain(batch, result, i)
+        return self.explain_many(batch, result, np.array([i]))[0]
 
     def explain_many(self, batch: ParcelBatch, result: ScreenResult, rows: np.ndarray) -> list[list[Reason]]:
-        """Reasons of many parcels at once (columnar)."""
-        return self.rules.explain_many(batch, result, rows)
+        """Reasons of many parcels at once (columnar), then R15_CAPACITY for a demoted parcel."""
+        out = self.rules.explain_many(batch, result, rows)
+        demoted = getattr(result, "demoted", None)
+        if demoted is None:
+            return out
+        for pos, i in enumerate(np.asarray(rows).reshape(-1).tolist()):
+            if demoted[i]:
+                was, now = LANE_NAMES[int(result.selected[i])], LANE_NAMES[int(result.lane[i])]
+                cap, used = int(self.capacity[int(result.selected[i])]), int(result.used[i])
+                values = {"selected_lane": was, "lane": now, "used": used, "capacity_per_hour": cap,
+                          "near": self.near}
+                text = (f"{CAPACITY_DESCRIPTION}: {was} lane holds {used:,} of {cap:,} selections this hour; "
+                        f"score {float(result.score[i]):.2f} is under the bar, so {was} became {now}")
+                out[pos].append(Reason("R15_CAPACITY", 0.0, values, CAPACITY_DESCRIPTION, text))
+        return out

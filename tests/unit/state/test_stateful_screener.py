@@ -98,7 +98,7 @@ def test_worker_refuses_a_pack_that_reads_state_fields_with_one_line():
 
     result = CliRunner().invoke(main, ["worker", "--pack", "rules/stateful.toml", "--broker", "kafka://127.0.0.1:1"])
     assert result.exit_code != 0
-    assert "reads state fields (consignee_24h_count" in result.output
+    assert "needs entity state (consignee_24h_count" in result.output
     assert "Traceback" not in result.output
 
 
@@ -120,3 +120,23 @@ def test_outcomes_marking_a_consignees_parcels_illicit_raise_its_later_parcels_s
     before = screener.risk.rates("consignee", ["c-bad"])
     screener.observe([("A0", True, 0)])
     assert screener.risk.rates("consignee", ["c-bad"])[0][0] == before[0][0]
+
+
+def test_capacity_demotes_the_lowest_scored_selections_near_the_limit_and_says_so(tmp_path):
+    from pathlib import Path
+
+    text = Path("rules/default.toml").read_text()
+    text = text.replace('reference = "reference"', f'reference = "{Path("rules/reference").resolve()}"')
+    (tmp_path / "cap.toml").write_text(text + "\n[capacity]\nyellow_per_hour = 2\nnear = 0.5\n")
+    screener = StatefulScreener(load_pack_screener(tmp_path / "cap.toml"))
+    cheap = {"currency": "USD", "declared_value": 10.0, "net_weight_kg": 0.35, "gross_weight_kg": 0.4,
+             "freight": 5.0, "tax_withheld": 0.0, "paid_amount": 15.0,
+             "items": [{"hs_code": "8517130000", "description": "smartphone 128GB", "quantity": 1,
+                        "unit_price": 10.0, "line_value": 10.0}]}
+    parcels = [example_parcel(cheap, f"U{j}") for j in range(4)]
+    got = decisions(BatchProcessor(screener).process([manifest(0, parcels)]).records)
+    lanes = [got[f"U{j}"]["lane"] for j in range(4)]
+    assert lanes == ["yellow", "yellow", "green", "green"], lanes
+    r15 = [r for r in got["U2"]["reasons"] if r["rule_id"] == "R15_CAPACITY"]
+    assert r15 and r15[0]["values"]["selected_lane"] == "yellow" and r15[0]["values"]["capacity_per_hour"] == 2
+    assert not any(r["rule_id"] == "R15_CAPACITY" for r in got["U0"]["reasons"])
