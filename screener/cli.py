@@ -65,21 +65,9 @@ def check_pack(pack: str) -> None:
     from screener.rules.errors import PackError
 
     try:
-        parsed = load_pack(resolve_pack_path(pack))
+        load_pack(resolve_pack_path(pack))
     except PackError as exc:
         raise pack_refused(exc) from None
-    from screener.pipeline.batch import STATE_NUMBER_FIELDS
-    from screener.rules.compiler import generate
-
-    # A worker sees only the manifests of its partitions, so consignee state would be partial (and
-    # decisions wrong) until parcels are re-keyed by consignee: refuse rather than decide on it.
-    state = [c for c in generate([(r.id, r.ir) for r in parsed.active_rules]).parcel_numbers
-             if c in STATE_NUMBER_FIELDS]
-    if any(parsed.capacity_per_hour):
-        state.append("[capacity]")
-    if state:
-        raise click.ClickException(f"rule pack {pack} needs entity state ({', '.join(state)}): the worker keeps none "
-                                   f"yet; screen such packs with `screener backtest`")
 
 
 def load_and_warm_screener(pack: str | None):
@@ -95,7 +83,12 @@ def load_and_warm_screener(pack: str | None):
     except PackError as exc:
         raise pack_refused(exc) from None
     gen = ManifestGenerator(GeneratorConfig(manifests=1, parcels_per_manifest=5, seed=0))
-    BatchProcessor(screener).process([RawMessage(orjson.dumps(m)) for m in gen.manifests()])
+    raws = [RawMessage(orjson.dumps(m)) for m in gen.manifests()]
+    BatchProcessor(screener).process(raws)
+    from screener.state.screener import StatefulScreener, needs_state
+
+    if needs_state(screener):    # the state kernels too (a throwaway store)
+        BatchProcessor(StatefulScreener(screener)).process(raws)
     return screener
 
 

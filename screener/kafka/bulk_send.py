@@ -22,7 +22,7 @@ SOLO_RECORD_BYTES = 256 << 10
 
 
 class BulkSender:
-    """Sends (kind, key, value) records to their topics; returns (records, future) per produced batch."""
+    """Sends (kind, key, value[, partition]) records to their topics; returns (records, future) per produced batch."""
 
     def __init__(self, faust_producer, topics: dict[str, str]) -> None:
         self._faust_producer = faust_producer
@@ -43,10 +43,12 @@ class BulkSender:
             chosen = partitions_of(keyed, len(partitions)).tolist()
             open_batches: dict[int, tuple[object, list]] = {}
             for record, slot in zip(group, chosen):
-                if record[1] is None:   # unkeyed records are spread round robin, as Kafka clients do
+                if len(record) > 3:     # a partition chosen by the caller (re-keyed records, state changelog)
+                    slot = record[3] % len(partitions)
+                elif record[1] is None:   # unkeyed records are spread round robin, as Kafka clients do
                     slot = next(self._round_robin) % len(partitions)
                 partition = partitions[slot]
-                _, key, value = record
+                key, value = record[1], record[2]
                 if len(value) >= SOLO_RECORD_BYTES:
                     batch = producer.create_batch()
                     batch.append(key=key, value=value, timestamp=None)

@@ -19,6 +19,7 @@ import orjson
 from aiokafka.errors import MessageSizeTooLargeError, RecordTooLargeError
 
 from screener.kafka.bulk_send import BulkSender
+from screener.kafka.state_shards import CHANGELOG, StateShards
 from screener.kafka.transport import ScreenerApp
 from screener.ops.metrics import PipelineMetrics
 from screener.ops.observability import attach
@@ -26,7 +27,10 @@ from screener.pipeline.deadletter import dead_letter
 from screener.pipeline.decode import RawMessage, Rejection
 from screener.pipeline.processor import DEAD_LETTER, DECISIONS, FLAGGED, BatchOutcome, BatchProcessor
 from screener.pipeline.screening import Screener
+from screener.rules.screener import PackScreener
 from screener.settings import Settings
+from screener.state.route import PARCELS, Router
+from screener.state.screener import needs_state
 
 log = logging.getLogger(__name__)
 
@@ -69,15 +73,22 @@ def create_app(settings: Settings, screener: Screener, metrics: PipelineMetrics 
         stream_buffer_maxsize=max(settings.batch_max_messages * 4, 1024),
     )
     app.fetch_max_wait_ms = settings.fetch_max_wait_ms
+    stateful = isinstance(screener, PackScreener) and needs_state(screener)
+    names = ("manifests", DECISIONS, FLAGGED, DEAD_LETTER) + ((PARCELS, CHANGELOG) if stateful else ())
     topics = {
         name: app.topic(settings.topic(name), key_type=bytes, value_type=bytes,
-                        partitions=settings.partitions, replicas=settings.replication_factor)
-        for name in ("manifests", DECISIONS, FLAGGED, DEAD_LETTER)
+                        partitions=settings.partitions, replicas=settings.replication_factor,
+                        **({"compacting": True} if name == CHANGELOG else {}))
+        for name in names
     }
-    out_names = {kind: settings.topic(kind) for kind in (DECISIONS, FLAGGED, DEAD_LETTER)}
-    processor = BatchProcessor(screener, settings.max_message_bytes, max_record_bytes=settings.max_record_bytes,
-                               dead_letters_per_message=settings.dead_letters_per_message,
-                               vocabulary_max_strings=settings.vocabulary_max_strings)
+    out_names = {kind: settings.topic(kind) for kind in names if kind != "manifests"}
+    processor_args = {"max_message_bytes": settings.max_message_bytes, "max_record_bytes": settings.max_record_bytes,
+                      "dead_letters_per_message": settings.dead_letters_per_message,
+                      "vocabulary_max_strings": settings.vocabulary_max_strings}
+    # A stateful pack screens in two stages: this one validates and re-keys parcels by consignee
+    # (screener/state/route.py), the agent on PARCELS screens them with the state of its partitions.
+    router = Router(settings.partitions, settings.max_record_bytes) if stateful else None
+    processor = BatchProcessor(screener, router=router, **processor_args)
     app.screener_processor = processor  # for observability (vocabulary sizes)
     if metrics is not None:
         # Lag, arrival rate, capacity, headroom, drain time and state sizes, sampled every few seconds.
@@ -85,7 +96,7 @@ def create_app(settings: Settings, screener: Screener, metrics: PipelineMetrics 
 
     @app.agent(topics["manifests"], name="screen")
     async def screen(stream: faust.StreamT) -> None:
-        for name in (DECISIONS, FLAGGED, DEAD_LETTER):
+        for name in names[1:]:
             await topics[name].maybe_declare()
         # Batch N's acknowledgements are awaited while batch N+1 is screened, so the worker does
         # not idle on the broker; at most MAX_BATCHES_IN_FLIGHT batches await acknowledgement.
@@ -103,6 +114,40 @@ def create_app(settings: Settings, screener: Screener, metrics: PipelineMetrics 
                 await in_flight.popleft()  # re-raises a failed send: the agent stops, nothing is acked
 
     sender = BulkSender(app.producer, out_names)
+
+    if stateful:
+        shards = StateShards(screener, settings.bootstrap_servers, settings.topic(CHANGELOG), processor_args,
+                             settings.partitions)
+
+        @app.on_partitions_revoked.connect
+        async def _revoked(sender_app, revoked, **kwargs) -> None:
+            shards.revoke(tp.partition for tp in revoked if tp.topic == settings.topic(PARCELS))
+
+        @app.agent(topics[PARCELS], name="screen-state")
+        async def screen_state(stream: faust.StreamT) -> None:
+            in_flight: deque[asyncio.Task] = deque()
+            async for events in stream.noack_take(settings.batch_max_messages, within=settings.batch_within_s):
+                t0 = time.perf_counter()
+                by_partition: dict[int, list] = {}
+                for e in events:
+                    by_partition.setdefault(e.message.partition, []).append(e)
+                records: list = []
+                outcome = BatchOutcome()
+                for partition, evs in sorted(by_partition.items()):
+                    shard = await shards.get(partition)
+                    result = shard.screen(partition, [RawMessage(e.message.value, e.message.topic, partition,
+                                                                 e.message.offset,
+                                                                 int((e.message.timestamp or 0) * 1000))
+                                                      for e in evs])
+                    records += result.records
+                    outcome.merge(result.outcome)
+                pending = await sender.send(records)
+                seconds = time.perf_counter() - t0
+                in_flight.append(asyncio.ensure_future(_settle(
+                    stream, events, pending, outcome, seconds,
+                    [int((e.message.timestamp or 0) * 1000) for e in events])))
+                while in_flight and (len(in_flight) > MAX_BATCHES_IN_FLIGHT or in_flight[0].done()):
+                    await in_flight.popleft()
 
     async def _settle(stream: faust.StreamT, events: list, pending: list, outcome: BatchOutcome,
                       seconds: float, timestamps_ms: list[int]) -> None:
@@ -130,7 +175,7 @@ def create_app(settings: Settings, screener: Screener, metrics: PipelineMetrics 
 
 def refused_record(record: tuple[str, bytes | None, bytes], exc: BaseException) -> tuple[str, bytes | None, bytes]:
     """A dead letter saying a produced record was refused for its size (the input stays on its topic)."""
-    kind, key, value = record
+    kind, key, value = record[:3]
     why = Rejection("output_refused", f"a {kind} record of {len(value)} bytes was refused: {type(exc).__name__}: {exc}")
     try:   # decisions and flagged records say which input they answer (a rare path: parsing is fine here)
         produced = orjson.loads(value)

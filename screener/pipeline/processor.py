@@ -69,8 +69,10 @@ class BatchProcessor:
 
     def __init__(self, screener: Screener, max_message_bytes: int = 1 << 20, *, fast: bool = True,
                  max_record_bytes: int = 1_000_000, dead_letters_per_message: int = 100,
-                 vocabulary_max_strings: int = 2_000_000) -> None:
+                 vocabulary_max_strings: int = 2_000_000, router=None) -> None:
+        """`router` (screener/state/route.py): decode and validate only, re-keying valid parcels to it."""
         self.screener = screener
+        self.router = router
         self.max_message_bytes = max_message_bytes
         self.fast = fast
         self.max_record_bytes = max_record_bytes
@@ -118,14 +120,23 @@ class BatchProcessor:
     def _process(self, raws: list[RawMessage]) -> BatchResult:
         decided_at = now_iso()
         result = BatchResult([], BatchOutcome())
+        if self.router is not None:
+            self.router.reset()       # a retried batch starts its re-keyed output afresh
         left: list[int] = list(range(len(raws)))
         if self.fast and raws:
             fast = self.decoder.build([r.value for r in raws])
             left = fast.left
-            if len(fast.taken):
+            if left and (self.router is not None or getattr(self.screener, "in_input_order", False)):
+                # State sees parcels in input order (a parcel behind its own sequence is a replay), and so
+                # do re-keyed records: a batch with messages the fast path refuses goes the reference way
+                # whole, in order.
+                left = list(range(len(raws)))
+            elif len(fast.taken):
                 self._fast_part(raws, fast, decided_at, result)
         for j in left:
             self._reference_message(raws[j], decided_at, result)
+        if self.router is not None:
+            result.records.extend(self.router.flush())
         return result
 
     def _fast_part(self, raws: list[RawMessage], fast: FastDecoded, decided_at: str, result: BatchResult) -> None:
@@ -134,7 +145,9 @@ class BatchProcessor:
         messages = []
         for k, j in enumerate(fast.taken.tolist()):
             fields = fast.manifest_fields(k)
-            messages.append(MessageOut(fast.manifest_ids[k], raws[j].source(), bounds[k], bounds[k + 1], 0, fields))
+            dead, shard = _routed(raws[j], 0)
+            messages.append(MessageOut(fast.manifest_ids[k], raws[j].source(), bounds[k], bounds[k + 1],
+                                       dead, fields, shard))
         span = fast.parcel_span
         buf = fast.buf
 
@@ -167,7 +180,8 @@ class BatchProcessor:
                                          manifest_id=dec.manifest_id, parcel_index=rej.parcel_index,
                                          parcel_id=pid if type(pid) is str else None, at=decided_at)
                 records.append((DEAD_LETTER, key, value))
-        message = MessageOut(dec.manifest_id, raw.source(), 0, batch.n, len(rejected), dict(dec.meta))
+        dead, shard = _routed(raw, len(rejected))
+        message = MessageOut(dec.manifest_id, raw.source(), 0, batch.n, dead, dict(dec.meta), shard)
         rows = dec.parcels
 
         def parcel_json(i: int) -> bytes:
@@ -181,12 +195,15 @@ class BatchProcessor:
         outcome = result.outcome
         if batch.n:
             batch.seq = _sequence(messages, raws, batch)
-        if batch.n == 0:
+        if batch.n == 0 or self.router is not None:
             screened = ScreenResult.empty()
         else:
             t0 = time.perf_counter()
             screened = self.screener.screen(batch)
             outcome.kernel_seconds += time.perf_counter() - t0
+        if self.router is not None:       # stage one of a stateful worker: re-key, screen in stage two
+            self.router.add(messages, batch, parcel_json, result.outcome)
+            return
         out = encode(messages, batch, screened, self.screener, decided_at, parcel_json, self.max_record_bytes)
         result.records.extend((DECISIONS, k, v) for k, v in out.decisions)
         result.records.extend((FLAGGED, k, v) for k, v in out.flagged)
@@ -209,11 +226,18 @@ class BatchProcessor:
             outcome.rule_hits["random"] += int(screened.random.sum())
 
 
+def _routed(raw: RawMessage, rejected: int) -> tuple[int, tuple[int, int] | None]:
+    """Dead-letter count and shard of a message: a re-keyed segment carries its manifest's."""
+    if raw.route is None:
+        return rejected, None
+    return raw.route["dead_lettered"] + rejected, (raw.route["shard"], raw.route["shards"])
+
+
 def _sequence(messages: list[MessageOut], raws: list[RawMessage], batch: ParcelBatch) -> np.ndarray:
     """(offset << 24) | position of each parcel in its message: its place in its partition, the same on a replay."""
     seq = np.empty(batch.n, dtype=np.int64)
     for m, raw in zip(messages, raws):
-        base = max(int(raw.offset), 0) << 24
+        base = raw.route["seq"] if raw.route is not None else max(int(raw.offset), 0) << 24
         if batch.source_row is not None:        # reference path: positions among the message's parcels
             seq[m.lo:m.hi] = base + batch.source_row[m.lo:m.hi]
         else:

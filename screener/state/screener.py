@@ -6,8 +6,8 @@ the pack reads: repeat-offender rates from the inspection outcomes observed so f
 consignee columns (R2 windows, R3 yearly totals, R12 first seen: `screener/state/consignee.py`)
 from one `ConsigneeState`, applying the batch's parcels in their `seq` order, so a parcel's columns depend
 on the parcels before it in that order and on nothing else in the batch. Parcels of one consignee must all
-reach the same store: `screener backtest` replays all of history through one store; the worker will need
-parcels re-keyed by consignee first (docs/architecture.md, "State"), and refuses state fields until then.
+reach the same store: `screener backtest` replays all of history through one store; the worker re-keys
+parcels by consignee first, one store per state partition (screener/state/route.py, screener/kafka/state_shards.py).
 """
 
 from __future__ import annotations
@@ -68,20 +68,25 @@ def usd_rates(screener: PackScreener) -> dict[str, float]:
 class StatefulScreener:
     """The pack's screener with consignee state columns filled before each kernel call."""
 
+    in_input_order = True     # BatchProcessor screens a batch's messages in input order (state depends on it)
+
     def __init__(self, rules: PackScreener, store: ConsigneeState | None = None, risk: RiskStats | None = None,
-                 retain=None) -> None:
-        """`retain`: parcel ids whose entities to keep until their outcome is observed (a container; None: none)."""
+                 retain=None, capacity_shares: int = 1) -> None:
+        """`retain`: parcel ids whose entities to keep until their outcome is observed (a container; None: none).
+        `capacity_shares`: how many screeners split the pack's hourly capacity (one per state partition)."""
         self.rules = rules
-        self.risk = risk or RiskStats()
+        self.risk = risk if risk is not None else RiskStats()
         self.retain = retain
         self._facts: dict[str, dict[str, list[str]]] = {}
         self.ruleset_id, self.version, self.hash = rules.ruleset_id, rules.version, rules.hash
         self.rule_ids = rules.rule_ids
-        self.store = store or ConsigneeState()
+        self.store = store if store is not None else ConsigneeState()   # an empty store is falsy (len 0)
         self.fields = state_fields(rules)
         self._usd = usd_rates(rules)
         self._seq = 0
-        self.capacity = np.array(rules.pack.capacity_per_hour, dtype=np.int64)
+        self._changed: list[np.ndarray] = []     # store slots changed since take_changed()
+        # Consignee hashing spreads parcels evenly over state partitions: each gets its share, rounded up.
+        self.capacity = -(-np.array(rules.pack.capacity_per_hour, dtype=np.int64) // max(capacity_shares, 1))
         self.near = rules.pack.capacity_near
         self.counters = CapacityCounters()
         self._keys: dict[int, list[str]] = {}   # per vocabulary object: normalised key of each code
@@ -178,10 +183,17 @@ class StatefulScreener:
         slots = self.store.slots_of([keys[codes[i]] for i in order.tolist()])
         cols = self.store.apply(slots, seq[order], batch.event_time_ms[order],
                                 (batch.numbers["declared_value"] * rate)[order], batch.parcel_hash[order])
+        self._changed.append(self.store.changed_slots.copy())
         for name in CONSIGNEE_FIELDS:
             out = np.empty(batch.n)
             out[order] = cols[name]
             batch.numbers[name] = out
+
+    def take_changed(self) -> np.ndarray:
+        """Store slots changed since the last call (distinct): the entities to write to the changelog."""
+        changed = np.unique(np.concatenate(self._changed)) if self._changed else np.zeros(0, dtype=np.int64)
+        self._changed = []
+        return changed[changed >= 0]
 
     def screen(self, batch: ParcelBatch) -> ScreenResult:
         """State columns filled, the pack's kernel over the batch, then capacity control (R15)."""

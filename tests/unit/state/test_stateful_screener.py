@@ -91,37 +91,6 @@ def test_a_replayed_message_is_not_counted_twice(screener):
     assert reason["values"]["consignee_24h_count"] == 4
 
 
-def test_worker_refuses_a_pack_that_reads_state_fields_with_one_line():
-    from click.testing import CliRunner
-
-    from screener.cli import main
-
-    result = CliRunner().invoke(main, ["worker", "--pack", "rules/stateful.toml", "--broker", "kafka://127.0.0.1:1"])
-    assert result.exit_code != 0
-    assert "needs entity state (consignee_24h_count" in result.output
-    assert "Traceback" not in result.output
-
-
-def test_outcomes_marking_a_consignees_parcels_illicit_raise_its_later_parcels_score():
-    screener = StatefulScreener(load_pack_screener("rules/stateful.toml"), retain={"A0", "A1", "A2", "A3", "B0"})
-    processor = BatchProcessor(screener)
-    early = [manifest(0, [parcel(f"A{j}", "C-BAD", 1, 100.0) for j in range(4)] + [parcel("B0", "C-OK", 1, 100.0)])]
-    processor.process(early)
-    assert screener.observe([("A0", True, 0), ("A1", True, 0), ("A2", True, 0), ("A3", False, 0),
-                             ("B0", False, 0), ("NEVER-DECIDED", True, 0)]) == 5
-    later = decisions(processor.process([manifest(1, [parcel("A9", "c-bad", 20, 100.0),
-                                                      parcel("B9", "C-OK", 20, 100.0)])]).records)
-    reason = next(r for r in later["A9"]["reasons"] if r["rule_id"] == "R11_REPEAT_OFFENDER_CONSIGNEE")
-    assert reason["values"]["consignee_inspections"] == 4
-    assert 0.5 < reason["values"]["consignee_illicit_rate"] < 0.75   # (3 + 10 p0) / (4 + 10), p0 = 4/8
-    assert "%" in reason["text"], reason["text"]
-    assert later["A9"]["score"] > later["B9"]["score"]
-    # The same outcome observed again (a replay) changes nothing.
-    before = screener.risk.rates("consignee", ["c-bad"])
-    screener.observe([("A0", True, 0)])
-    assert screener.risk.rates("consignee", ["c-bad"])[0][0] == before[0][0]
-
-
 def test_capacity_demotes_the_lowest_scored_selections_near_the_limit_and_says_so(tmp_path):
     from pathlib import Path
 

@@ -1,0 +1,136 @@
+"""Consignee state of the state partitions a worker owns: one store each, written to and recovered from the broker.
+
+A stateful worker's second stage reads the re-keyed `parcels` topic (screener/state/route.py). Each of its
+partitions is one state partition: a `ConsigneeState` behind its own `StatefulScreener` and
+`BatchProcessor`. Every batch writes the entities it changed to the compacted `state-changelog` topic, on
+the same partition number, keyed by the normalised consignee id, in the same acknowledged batch as the
+decisions (at-least-once: the input is acknowledged only after both). A worker that is assigned a
+partition rebuilds its store from that changelog partition before screening any of its parcels; a
+revoked partition's store is dropped (the next owner rebuilds it). A replayed batch is recognised by its
+parcels' sequence (input offsets), so nothing is counted twice however far the changelog ran ahead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from aiokafka import TopicPartition
+
+from screener.kafka.tail import start_consumer
+from screener.pipeline.deadletter import dead_letter
+from screener.pipeline.decode import RawMessage, Rejection
+from screener.pipeline.processor import DEAD_LETTER, BatchOutcome, BatchProcessor, BatchResult
+from screener.state.changelog import encode_entities, restore
+from screener.state.consignee import ConsigneeState
+from screener.state.route import segments
+from screener.state.screener import StatefulScreener
+
+log = logging.getLogger(__name__)
+
+CHANGELOG = "state-changelog"   # the kind (and topic name) of state records
+EXPIRE_EVERY_S = 60.0            # how often a store forgets expired entities (tombstones written)
+RECOVERY_TIMEOUT_S = 120.0
+
+
+async def read_partition(bootstrap: list[str], topic: str, partition: int) -> tuple[list[bytes], list[bytes]]:
+    """Every record of one partition up to its high-water mark (from fetch responses), as keys and values."""
+    consumer = await start_consumer(bootstrap)   # TailError (one line) when no broker answers
+    keys: list[bytes] = []
+    values: list[bytes] = []
+    try:
+        if topic not in await consumer.topics():
+            return keys, values
+        tp = TopicPartition(topic, partition)
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
+        deadline = time.monotonic() + RECOVERY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            batch = await consumer.getmany(tp, timeout_ms=200, max_records=100_000)
+            for msg in batch.get(tp, []):
+                keys.append(msg.key)
+                values.append(msg.value)
+            hw = consumer.highwater(tp)
+            if hw is not None and await consumer.position(tp) >= hw:
+                return keys, values
+        raise TimeoutError(f"{topic}[{partition}] not read to its end within {RECOVERY_TIMEOUT_S:.0f} s")
+    finally:
+        await consumer.stop()
+
+
+class Shard:
+    """One state partition: its store, its screener and the processor that screens its segments."""
+
+    def __init__(self, rules, processor_args: dict, partitions: int = 1) -> None:
+        """`partitions`: how many state partitions share the pack's inspection capacity."""
+        self.store = ConsigneeState()
+        self.screener = StatefulScreener(rules, self.store, capacity_shares=partitions)
+        self.processor = BatchProcessor(self.screener, **processor_args)
+        self.expired_at = time.monotonic()
+
+    def screen(self, partition: int, records: list[RawMessage]) -> BatchResult:
+        """Decisions, dead letters and changelog records of a batch of this partition's re-keyed records."""
+        raws: list[RawMessage] = []
+        unreadable = BatchResult([], BatchOutcome())
+        for record in records:
+            try:
+                raws += segments(record.value, record.topic, partition, record.offset, record.timestamp_ms)
+            except (ValueError, KeyError, TypeError) as exc:   # not written by stage one: set aside, whole
+                why = Rejection("internal_error", f"unreadable re-keyed record: {type(exc).__name__}: {exc}")
+                unreadable.records.append((DEAD_LETTER, *dead_letter(record, why, record.value or b"")))
+                unreadable.outcome.messages["dead_letter"] += 1
+                unreadable.outcome.dead_letters["internal_error"] += 1
+        result = self.processor.process(raws)
+        result.records += unreadable.records + self.changelog(partition)
+        result.outcome.merge(unreadable.outcome)
+        return result
+
+    def changelog(self, partition: int) -> list[tuple[str, bytes, bytes, int]]:
+        """State records of the entities the last batches changed (and tombstones of forgotten ones)."""
+        slots = self.screener.take_changed()
+        keys, values = encode_entities(self.store, slots) if len(slots) else ([], [])
+        records = [(CHANGELOG, k, v, partition) for k, v in zip(keys, values)]
+        if time.monotonic() - self.expired_at > EXPIRE_EVERY_S:
+            self.expired_at = time.monotonic()
+            records += [(CHANGELOG, k, b"", partition) for k in self.store.expire()]
+        return records
+
+
+class StateShards:
+    """The shards of the partitions this worker owns, built from the changelog when first needed."""
+
+    def __init__(self, rules, bootstrap: list[str], changelog_topic: str, processor_args: dict,
+                 partitions: int) -> None:
+        """`partitions`: of the re-keyed topic (each one a state partition)."""
+        self.rules = rules
+        self.partitions = partitions
+        self.bootstrap = bootstrap
+        self.changelog_topic = changelog_topic
+        self.processor_args = processor_args
+        self.shards: dict[int, Shard] = {}
+        self._lock = asyncio.Lock()
+        self.recovered_entities = 0
+
+    async def get(self, partition: int) -> Shard:
+        """The partition's shard, its store rebuilt from the changelog the first time."""
+        shard = self.shards.get(partition)
+        if shard is not None:
+            return shard
+        async with self._lock:
+            shard = self.shards.get(partition)
+            if shard is None:
+                t0 = time.perf_counter()
+                keys, values = await read_partition(self.bootstrap, self.changelog_topic, partition)
+                shard = Shard(self.rules, self.processor_args, self.partitions)
+                n = restore(shard.store, keys, values) if keys else 0
+                self.recovered_entities += n
+                log.info("state partition %d: %d entities from %d changelog records in %.1f s", partition,
+                            n, len(keys), time.perf_counter() - t0)
+                self.shards[partition] = shard
+        return shard
+
+    def revoke(self, partitions) -> None:
+        """Drop the stores of partitions this worker no longer owns."""
+        for p in partitions:
+            self.shards.pop(p, None)
