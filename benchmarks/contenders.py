@@ -91,7 +91,7 @@ async def quix_app(env: Env, prefix: str, parcels: int, messages: int) -> dict:
                        timeout=180 + parcels / 500, extra_pids={"broker": env.broker_pid}, expected_messages=messages)
 
 
-async def screener(env: Env, prefix: str, parcels: int, messages: int, pack: Path | None = None) -> dict:
+async def screener(env: Env, prefix: str, parcels: int, messages: int | None, pack: Path | None = None) -> dict:
     """`screener worker` (one process) with `pack`; also the share of parcels it flagged."""
     proc = screener_worker("screener-" + prefix.strip("-"), env.broker_url, prefix, env.partitions, env.workdir,
                            pack=pack)
@@ -119,7 +119,15 @@ def manifest_contenders(parcels: int, hit_parcels: int, packs: dict[str, Path]) 
                   "`screener worker`, default pack + a rule hitting about half the parcels"),
         Contender("screener_500_hit100", 500, hit_parcels, lambda e, p, n, m: screener(e, p, n, m, packs["hit100"]),
                   "`screener worker`, default pack + a rule hitting every parcel"),
+        stateful_contender(parcels, packs["stateful"]),
     ]
+
+
+def stateful_contender(parcels: int, pack: Path) -> Contender:
+    """`screener worker` with the default pack + R2/R3/R11/R12 and a capacity limit (re-keyed by consignee)."""
+    # Its decisions come in one message per state partition a manifest spans: counted by parcels only.
+    return Contender("screener_500_stateful", 500, parcels, lambda e, p, n, m: screener(e, p, n, None, pack),
+                     "`screener worker`, default pack + stateful rules (R2, R3, R11, R12) + capacity (R15)")
 
 
 def single_contenders(parcels: int, baseline_parcels: int) -> list[Contender]:

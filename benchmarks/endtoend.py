@@ -9,11 +9,12 @@ from .measure import drain
 from .procs import screener_worker
 
 OUTPUTS = ("decisions", "flagged", "dead-letter")
+STATE_TOPICS = ("parcels", "state-changelog")   # written by a worker with a stateful pack
 
 
 def topics(prefix: str) -> list[str]:
     """Input and output topics of a worker with this prefix (the harness creates them up front)."""
-    return [prefix + "manifests"] + [prefix + name for name in OUTPUTS]
+    return [prefix + "manifests"] + [prefix + name for name in OUTPUTS + STATE_TOPICS]
 
 
 async def profile(bootstrap: str, broker_url: str, workdir: Path, prefix: str, partitions: int, parcels: int,

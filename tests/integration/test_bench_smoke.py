@@ -8,14 +8,14 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-# Issue 9's keys of results-quick.json, and the figures they come from.
+# Issues 9's and 10's keys of results-quick.json, and the figures they come from.
 HEADLINE = ("ceiling_parcels_per_s", "baseline_manifests_parcels_per_s", "quix_manifests_parcels_per_s",
             "screener_parcels_per_s", "ratio_to_ceiling", "speedup_vs_baseline_manifests", "speedup_vs_quix",
             "hit_rate_100_ratio", "screener_single_over_bare_faust", "ceiling_librdkafka_parcels_per_s",
-            "baseline_parcels_per_s", "keepup_p99_ms")
+            "baseline_parcels_per_s", "keepup_p99_ms", "stateful_ratio")
 CONTENDERS = {"ceiling_500": "parcels_500", "ceiling_librdkafka_500": "parcels_500", "screener_500": "parcels_500",
               "baseline_manifests": "parcels_500", "quix_manifests": "parcels_500",
-              "screener_500_hit50": "parcels_hit", "screener_500_hit100": "parcels_hit",
+              "screener_500_hit50": "parcels_hit", "screener_500_hit100": "parcels_hit", "screener_500_stateful": "parcels_500",
               "ceiling_1": "parcels_1", "bare_faust_1": "parcels_1", "screener_1": "parcels_1",
               "baseline": "baseline_parcels"}
 
