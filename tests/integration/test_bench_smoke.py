@@ -39,3 +39,11 @@ def test_bench_smoke(tmp_path):
     assert results["day"]["run"]["parcels"] == results["day"]["parcels"]
     assert results["entities"]["points"][-1]["parcels_per_s"] > 0
     assert "## Headline" in report.read_text()
+
+
+def test_recovery_benchmark_rebuilds_every_entity_from_the_broker_with_identical_columns():
+    done = subprocess.run([sys.executable, "-m", "benchmarks.recovery", "--entities", "3000"], cwd=REPO,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-4000:]
+    results = json.loads(done.stdout)
+    assert results["recovered_entities"] == 3000 and results["recovered_columns_identical"] is True
