@@ -109,3 +109,17 @@ def test_capacity_demotes_the_lowest_scored_selections_near_the_limit_and_says_s
     r15 = [r for r in got["U2"]["reasons"] if r["rule_id"] == "R15_CAPACITY"]
     assert r15 and r15[0]["values"]["selected_lane"] == "yellow" and r15[0]["values"]["capacity_per_hour"] == 2
     assert not any(r["rule_id"] == "R15_CAPACITY" for r in got["U0"]["reasons"])
+
+
+def test_a_parcel_later_than_the_lateness_is_not_counted_and_its_decision_says_so(screener):
+    # C-9's parcels at 20:00 and 21:00, then one stamped 10:00 (11 h behind the newest: over the 6 h lateness).
+    raws = [manifest(0, [parcel("A", "C-9", 20, 2000.0), parcel("B", "C-OTHER", 21, 100.0)]),
+            manifest(1, [parcel("LATE", "C-9", 10, 2000.0)]),
+            manifest(2, [parcel("C", "C-9", 21, 2000.0)])]
+    processor = BatchProcessor(screener)
+    result = processor.process(raws)
+    got = decisions(result.records)
+    assert [r["rule_id"] for r in got["LATE"]["reasons"]] == ["R2_LATE_EVENT"]
+    assert result.outcome.rule_hits["R2_LATE_EVENT"] == 1       # screener_rule_hits_total{rule_id="R2_LATE_EVENT"}
+    # The late parcel is not in the window: C sees A and itself only (CNY 4,000, under the limit).
+    assert got["C"]["reasons"] == []
