@@ -38,10 +38,21 @@ def _batch(lo: int, hi: int):
     return keys, idx + 1, BASE_MS + 5 * idx, np.full(hi - lo, 25.0), idx.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
 
 
+def same_columns_after(store, restored, keys: list[bytes], entities: int) -> bool:
+    """Whether a following parcel of each of a sample of `keys` gets the same columns from both stores."""
+    from screener.state.consignee import COLUMNS
+
+    sample = np.random.default_rng(5).choice(len(keys), min(len(keys), 10_000), replace=False)
+    follow = ([keys[i].decode() for i in sample], entities + 1 + np.arange(len(sample)),
+              np.full(len(sample), BASE_MS + 5 * entities), np.ones(len(sample)), np.arange(len(sample), dtype=np.uint64))
+    mine, theirs = store.apply(*follow), restored.apply(*follow)
+    return all(np.array_equal(mine[c], theirs[c], equal_nan=True) for c in COLUMNS)
+
+
 def run(entities: int, batch: int, recovery: int) -> dict:
     """Fill a store with `entities` consignees, then encode and restore `recovery` of them."""
     from screener.state.changelog import encode_entities, restore
-    from screener.state.consignee import COLUMNS, ConsigneeState
+    from screener.state.consignee import ConsigneeState
 
     warm = ConsigneeState()   # compile (or load) every kernel outside the timings
     warm.apply(*_batch(0, 10))
@@ -75,11 +86,7 @@ def run(entities: int, batch: int, recovery: int) -> dict:
     a = time.perf_counter()
     restore(restored, keys, values)
     restore_s = time.perf_counter() - a
-    sample = np.random.default_rng(5).choice(n_rec, min(n_rec, 10_000), replace=False)
-    follow = ([keys[i].decode() for i in sample], entities + 1 + np.arange(len(sample)),
-              np.full(len(sample), BASE_MS + 5 * entities), np.ones(len(sample)), np.arange(len(sample), dtype=np.uint64))
-    mine, theirs = store.apply(*follow), restored.apply(*follow)
-    same = all(np.array_equal(mine[c], theirs[c], equal_nan=True) for c in COLUMNS)
+    same = same_columns_after(store, restored, keys[:n_rec], entities)
 
     return {
         "entities": entities,
