@@ -105,11 +105,14 @@ class KeepUpSampler:
         self.state = state
         self.window_s = window_s
         self.clock = clock
-        # (time, parcels screened so far, {tp: highwater}) per sample, oldest first.
-        self._samples: deque[tuple[float, float, dict[tuple[str, int], int]]] = deque()
+        # (time, parcels screened so far, {tp: highwater}) per sample, oldest first. Both series start with
+        # the counts at construction, so batches screened before the first sample are in the window.
+        started = clock()
+        self._samples: deque[tuple[float, float, dict[tuple[str, int], int]]] = deque(
+            [(started, metrics.stats.parcels, {})])
         self._lag: float = 0.0
         # (time, cumulative latency histogram) per sample, for the recent-latency quantiles.
-        self._latency: deque[tuple[float, dict[float, float]]] = deque()
+        self._latency: deque[tuple[float, dict[float, float]]] = deque([(started, metrics.latency_counts())])
 
     async def sample(self) -> None:
         """Read offsets (if a reader is set) and update every keep-up gauge; never raises."""

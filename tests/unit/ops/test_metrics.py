@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 
 import pytest
 from prometheus_client import generate_latest
@@ -247,3 +248,16 @@ def test_every_dead_letter_reason_is_exported_at_zero_before_it_happens():
     m = PipelineMetrics()
     for reason in emitted | set(PARCEL_REASONS):
         assert value(m, "screener_dead_letter_total", reason=reason) == 0
+
+
+def test_batches_screened_before_the_first_sample_are_in_the_window():
+    # A short burst right after start, then the first sample: the window starts at the sampler's creation,
+    # so throughput and recent latency are not 0 and "-" for a burst the worker did screen.
+    m = PipelineMetrics()
+    clock = Clock()
+    sampler = KeepUpSampler(m, required_peak=2000.0, full_batch_messages=256, clock=clock)
+    m.observe_batch(outcome(500, messages=1), 0.01, [int(time.time() * 1000) - 40])
+    clock.t += 10
+    asyncio.run(sampler.sample())
+    assert value(m, "screener_throughput_parcels_per_second") == pytest.approx(50.0)
+    assert not math.isnan(value(m, "screener_publish_to_decision_recent_seconds", quantile="0.99"))
