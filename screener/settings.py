@@ -35,6 +35,8 @@ class Settings:
     processes: int = 0
     pack: str = "rules/default.toml"
     model: str = ""  # model directory from `screener train`; empty = rules only
+    # How long (parcel event time) the facts of a selected parcel are kept for its inspection outcome.
+    facts_retention_days: float = 14.0
     # Group timing: Faust's defaults made a new worker wait 32 s for its first event and
     # 111 s to resume after a SIGKILL on the embedded broker; these give 5 s and 14 s.
     broker_session_timeout: float = 6.0

@@ -8,6 +8,10 @@ decisions (at-least-once: the input is acknowledged only after both). A worker t
 partition rebuilds its store from that changelog partition before screening any of its parcels; a
 revoked partition's store is dropped (the next owner rebuilds it). A replayed batch is recognised by its
 parcels' sequence (input offsets), so nothing is counted twice however far the changelog ran ahead.
+
+When the pack reads repeat-offender rates (R11), every shard screens with the worker's one `RiskStats`
+(screener/kafka/feedback.py keeps it in step with `outcomes-joined`), and each batch also writes the facts
+of the parcels it selected to `parcel-facts` (screener/state/facts.py), for the outcomes that will come.
 """
 
 from __future__ import annotations
@@ -16,14 +20,14 @@ import asyncio
 import logging
 import time
 
-from aiokafka import TopicPartition
-
-from screener.kafka.tail import start_consumer
+from screener.kafka.partition_reader import read_partition
 from screener.pipeline.deadletter import dead_letter
 from screener.pipeline.decode import RawMessage, Rejection
 from screener.pipeline.processor import DEAD_LETTER, BatchOutcome, BatchProcessor, BatchResult
 from screener.state.changelog import encode_entities, restore
 from screener.state.consignee import ConsigneeState
+from screener.state.facts import FACTS_TOPIC, facts_records
+from screener.state.risk import RiskStats
 from screener.state.route import segments
 from screener.state.screener import StatefulScreener
 
@@ -31,42 +35,20 @@ log = logging.getLogger(__name__)
 
 CHANGELOG = "state-changelog"   # the kind (and topic name) of state records
 EXPIRE_EVERY_S = 60.0            # how often a store forgets expired entities (tombstones written)
-RECOVERY_TIMEOUT_S = 120.0
-
-
-async def read_partition(bootstrap: list[str], topic: str, partition: int) -> tuple[list[bytes], list[bytes]]:
-    """Every record of one partition up to its high-water mark (from fetch responses), as keys and values."""
-    consumer = await start_consumer(bootstrap)   # TailError (one line) when no broker answers
-    keys: list[bytes] = []
-    values: list[bytes] = []
-    try:
-        if topic not in await consumer.topics():
-            return keys, values
-        tp = TopicPartition(topic, partition)
-        consumer.assign([tp])
-        await consumer.seek_to_beginning(tp)
-        deadline = time.monotonic() + RECOVERY_TIMEOUT_S
-        while time.monotonic() < deadline:
-            batch = await consumer.getmany(tp, timeout_ms=200, max_records=100_000)
-            for msg in batch.get(tp, []):
-                keys.append(msg.key)
-                values.append(msg.value)
-            hw = consumer.highwater(tp)
-            if hw is not None and await consumer.position(tp) >= hw:
-                return keys, values
-        raise TimeoutError(f"{topic}[{partition}] not read to its end within {RECOVERY_TIMEOUT_S:.0f} s")
-    finally:
-        await consumer.stop()
 
 
 class Shard:
     """One state partition: its store, its screener and the processor that screens its segments."""
 
-    def __init__(self, rules, processor_args: dict, partitions: int = 1) -> None:
-        """`partitions`: how many state partitions share the pack's inspection capacity."""
+    def __init__(self, rules, processor_args: dict, partitions: int = 1, risk: RiskStats | None = None) -> None:
+        """`partitions`: how many state partitions share the pack's inspection capacity (and `parcel-facts`
+        has); `risk`: the worker's repeat-offender rates, None when the pack reads none (no facts are kept)."""
         self.store = ConsigneeState()
-        self.screener = StatefulScreener(rules, self.store, capacity_shares=partitions)
+        self.screener = StatefulScreener(rules, self.store, risk=risk, capacity_shares=partitions,
+                                         keep_selected=risk is not None)
         self.processor = BatchProcessor(self.screener, **processor_args)
+        self.partitions = partitions
+        self.max_record_bytes = processor_args.get("max_record_bytes", 1_000_000)
         self.expired_at = time.monotonic()
 
     def screen(self, partition: int, records: list[RawMessage]) -> BatchResult:
@@ -82,7 +64,7 @@ class Shard:
                 unreadable.outcome.messages["dead_letter"] += 1
                 unreadable.outcome.dead_letters["internal_error"] += 1
         result = self.processor.process(raws)
-        result.records += unreadable.records + self.changelog(partition)
+        result.records += unreadable.records + self.changelog(partition) + self.facts()
         result.outcome.merge(unreadable.outcome)
         return result
 
@@ -97,13 +79,20 @@ class Shard:
         return records
 
 
+    def facts(self) -> list[tuple[str, None, bytes, int]]:
+        """`parcel-facts` records of the parcels the last batches selected (none when facts are not kept)."""
+        facts = self.screener.take_selected()
+        return [(FACTS_TOPIC, None, v, p) for p, v in facts_records(facts, self.partitions, self.max_record_bytes)]
+
+
 class StateShards:
     """The shards of the partitions this worker owns, built from the changelog when first needed."""
 
     def __init__(self, rules, bootstrap: list[str], changelog_topic: str, processor_args: dict,
-                 partitions: int) -> None:
-        """`partitions`: of the re-keyed topic (each one a state partition)."""
+                 partitions: int, risk: RiskStats | None = None) -> None:
+        """`partitions`: of the re-keyed topic (each one a state partition); `risk`: shared by every shard."""
         self.rules = rules
+        self.risk = risk
         self.partitions = partitions
         self.bootstrap = bootstrap
         self.changelog_topic = changelog_topic
@@ -122,7 +111,7 @@ class StateShards:
             if shard is None:
                 t0 = time.perf_counter()
                 keys, values = await read_partition(self.bootstrap, self.changelog_topic, partition)
-                shard = Shard(self.rules, self.processor_args, self.partitions)
+                shard = Shard(self.rules, self.processor_args, self.partitions, self.risk)
                 n = restore(shard.store, keys, values) if keys else 0
                 self.recovered_entities += n
                 log.info("state partition %d: %d entities from %d changelog records in %.1f s", partition,

@@ -12,13 +12,14 @@ import asyncio
 import gc
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 
 import faust
 import orjson
 from aiokafka.errors import MessageSizeTooLargeError, RecordTooLargeError
 
 from screener.kafka.bulk_send import BulkSender
+from screener.kafka.feedback import INSPECTIONS, FactPartitions, RiskFeed, join_outcomes
 from screener.kafka.state_shards import CHANGELOG, StateShards
 from screener.kafka.transport import ScreenerApp
 from screener.ops.metrics import PipelineMetrics
@@ -29,8 +30,10 @@ from screener.pipeline.processor import DEAD_LETTER, DECISIONS, FLAGGED, BatchOu
 from screener.pipeline.screening import Screener
 from screener.rules.screener import PackScreener
 from screener.settings import Settings
+from screener.state.facts import FACTS_TOPIC
+from screener.state.risk import DAY_MS, JOINED_TOPIC, RiskStats
 from screener.state.route import PARCELS, Router
-from screener.state.screener import needs_state
+from screener.state.screener import needs_state, reads_outcomes
 
 log = logging.getLogger(__name__)
 
@@ -74,14 +77,16 @@ def create_app(settings: Settings, screener: Screener, metrics: PipelineMetrics 
     )
     app.fetch_max_wait_ms = settings.fetch_max_wait_ms
     stateful = isinstance(screener, PackScreener) and needs_state(screener)
-    names = ("manifests", DECISIONS, FLAGGED, DEAD_LETTER) + ((PARCELS, CHANGELOG) if stateful else ())
+    feedback = stateful and reads_outcomes(screener)
+    names = (("manifests", DECISIONS, FLAGGED, DEAD_LETTER) + ((PARCELS, CHANGELOG) if stateful else ())
+             + ((INSPECTIONS, FACTS_TOPIC, JOINED_TOPIC) if feedback else ()))
     topics = {
         name: app.topic(settings.topic(name), key_type=bytes, value_type=bytes,
                         partitions=settings.partitions, replicas=settings.replication_factor,
-                        **({"compacting": True} if name == CHANGELOG else {}))
+                        **({"compacting": True} if name in (CHANGELOG, JOINED_TOPIC) else {}))
         for name in names
     }
-    out_names = {kind: settings.topic(kind) for kind in names if kind != "manifests"}
+    out_names = {kind: settings.topic(kind) for kind in names if kind not in ("manifests", INSPECTIONS)}
     processor_args = {"max_message_bytes": settings.max_message_bytes, "max_record_bytes": settings.max_record_bytes,
                       "dead_letters_per_message": settings.dead_letters_per_message,
                       "vocabulary_max_strings": settings.vocabulary_max_strings}
@@ -116,12 +121,16 @@ def create_app(settings: Settings, screener: Screener, metrics: PipelineMetrics 
     sender = BulkSender(app.producer, out_names)
 
     if stateful:
+        risk = RiskStats() if feedback else None
         shards = StateShards(screener, settings.bootstrap_servers, settings.topic(CHANGELOG), processor_args,
-                             settings.partitions)
+                             settings.partitions, risk)
+        facts = FactPartitions(settings.bootstrap_servers, settings.topic(FACTS_TOPIC),
+                               int(settings.facts_retention_days * DAY_MS))
 
         @app.on_partitions_revoked.connect
         async def _revoked(sender_app, revoked, **kwargs) -> None:
             shards.revoke(tp.partition for tp in revoked if tp.topic == settings.topic(PARCELS))
+            await facts.revoke(tp.partition for tp in revoked if tp.topic == settings.topic(INSPECTIONS))
 
         @app.agent(topics[PARCELS], name="screen-state")
         async def screen_state(stream: faust.StreamT) -> None:
@@ -149,8 +158,34 @@ def create_app(settings: Settings, screener: Screener, metrics: PipelineMetrics 
                 while in_flight and (len(in_flight) > MAX_BATCHES_IN_FLIGHT or in_flight[0].done()):
                     await in_flight.popleft()
 
-    async def _settle(stream: faust.StreamT, events: list, pending: list, outcome: BatchOutcome,
-                      seconds: float, timestamps_ms: list[int]) -> None:
+    if feedback:
+        @app.task
+        async def follow_outcomes() -> None:
+            # R11 rates of every worker follow all joined outcomes; the task ends with the app.
+            await RiskFeed(settings.bootstrap_servers, settings.topic(JOINED_TOPIC), risk).run()
+
+        @app.agent(topics[INSPECTIONS], name="join-outcomes")
+        async def join(stream: faust.StreamT) -> None:
+            in_flight: deque[asyncio.Task] = deque()
+            async for events in stream.noack_take(settings.batch_max_messages, within=settings.batch_within_s):
+                by_partition: dict[int, list] = {}
+                for e in events:
+                    by_partition.setdefault(e.message.partition, []).append(e)
+                records: list = []
+                counts: Counter = Counter()
+                for partition, evs in sorted(by_partition.items()):
+                    raws = [RawMessage(e.message.value, e.message.topic, partition, e.message.offset,
+                                       int((e.message.timestamp or 0) * 1000), e.message.key) for e in evs]
+                    got, n = join_outcomes(raws, await facts.caught_up(partition), settings.max_message_bytes)
+                    records += got
+                    counts += n
+                pending = await sender.send(records)
+                in_flight.append(asyncio.ensure_future(_settle(stream, events, pending, None, 0.0, [], counts)))
+                while in_flight and (len(in_flight) > MAX_BATCHES_IN_FLIGHT or in_flight[0].done()):
+                    await in_flight.popleft()
+
+    async def _settle(stream: faust.StreamT, events: list, pending: list, outcome: BatchOutcome | None,
+                      seconds: float, timestamps_ms: list[int], outcome_counts: Counter | None = None) -> None:
         # At-least-once: only acknowledged output lets the input offsets be committed. Faust commits
         # acknowledged offsets only up to the first gap, so acks of overlapping batches may land in
         # any order.
@@ -161,10 +196,15 @@ def create_app(settings: Settings, screener: Screener, metrics: PipelineMetrics 
         if failed:
             raise failed[0]   # the broker is gone or broken: stop, nothing of this batch is acknowledged
         if refused:
-            outcome.dead_letters["output_refused"] += len(refused)
+            if outcome is not None:
+                outcome.dead_letters["output_refused"] += len(refused)
             await asyncio.gather(*(fut for _, fut in await sender.send(refused)))
         for e in events:
             await stream.ack(e)
+        if outcome is None:      # a batch of inspection outcomes: counted apart from screened parcels
+            if metrics is not None:
+                metrics.observe_outcomes(outcome_counts or {})
+            return
         if metrics is not None:
             metrics.observe_batch(outcome, seconds, timestamps_ms)
         if on_batch is not None:

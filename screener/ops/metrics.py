@@ -25,6 +25,7 @@ BATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 LANES = ("green", "yellow", "red")
 MESSAGE_OUTCOMES = ("ok", "dead_letter")
+OUTCOME_RESULTS = ("joined", "invalid", "unknown_parcel")  # of an inspection outcome (screener/kafka/feedback.py)
 # Whole-message reason codes (manifest.py, pipeline.py); parcel-level ones come from columns.py.
 MESSAGE_DEAD_LETTER_REASONS = ("empty_message", "too_large", "not_json", "not_object", "unknown_schema_version",
                                "bad_manifest", "too_many_bad_parcels", "output_too_large", "output_refused",
@@ -114,6 +115,9 @@ class PipelineMetrics:
                                  buckets=LATENCY_BUCKETS, registry=r)
         self.last_batch = Gauge("screener_last_batch_timestamp_seconds", "Unix time of the last processed batch.",
                                 registry=r)
+        self.outcomes = Counter("screener_inspection_outcomes_total",
+                                "Inspection outcomes read: joined to a kept parcel, or dead-lettered (invalid, "
+                                "unknown_parcel).", ["result"], registry=r)
         # Zero-valued children make every lane, outcome and reason visible before the first parcel,
         # so rate() and the ratios in alerts and panels have both sides from the first scrape.
         for lane in LANES:
@@ -122,6 +126,8 @@ class PipelineMetrics:
             self.messages.labels(outcome)
         for reason in MESSAGE_DEAD_LETTER_REASONS + tuple(PARCEL_REASONS):
             self.dead_letters.labels(reason)
+        for result in OUTCOME_RESULTS:
+            self.outcomes.labels(result)
 
         tp = ["topic", "partition"]
         self.lag = Gauge("screener_consumer_lag",
@@ -197,6 +203,11 @@ class PipelineMetrics:
             if ts:
                 self.latency.observe(max(0.0, (now_ms - ts) / 1000.0))
         self.last_batch.set_to_current_time()
+
+    def observe_outcomes(self, counts: Mapping[str, int]) -> None:
+        """Count a batch of inspection outcomes by result (joined, invalid, unknown_parcel)."""
+        for result, n in counts.items():
+            self.outcomes.labels(result).inc(n)
 
     def set_targets(self, daily_volume: float, peak_factor: float, required_peak: float) -> None:
         """Export the keep-up target the headroom is measured against."""

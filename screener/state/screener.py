@@ -42,6 +42,11 @@ def state_fields(screener: PackScreener) -> list[str]:
     return [c for c in screener.source.parcel_numbers if c in STATE_NUMBER_FIELDS]
 
 
+def reads_outcomes(screener: PackScreener) -> bool:
+    """Whether the pack reads repeat-offender rates (R11), learned from inspection outcomes."""
+    return any(f in RISK_FIELDS for f in state_fields(screener))
+
+
 def needs_state(screener: PackScreener) -> bool:
     """Whether the pack reads state fields or limits selections by capacity (R15)."""
     return bool(state_fields(screener)) or any(screener.pack.capacity_per_hour)
@@ -71,9 +76,10 @@ class StatefulScreener:
     in_input_order = True     # BatchProcessor screens a batch's messages in input order (state depends on it)
 
     def __init__(self, rules: PackScreener, store: ConsigneeState | None = None, risk: RiskStats | None = None,
-                 retain=None, capacity_shares: int = 1) -> None:
+                 retain=None, capacity_shares: int = 1, keep_selected: bool = False) -> None:
         """`retain`: parcel ids whose entities to keep until their outcome is observed (a container; None: none).
-        `capacity_shares`: how many screeners split the pack's hourly capacity (one per state partition)."""
+        `capacity_shares`: how many screeners split the pack's hourly capacity (one per state partition).
+        `keep_selected`: collect the facts of selected parcels for `take_selected` (the worker's outcome join)."""
         self.rules = rules
         self.risk = risk if risk is not None else RiskStats()
         self.retain = retain
@@ -85,6 +91,8 @@ class StatefulScreener:
         self._usd = usd_rates(rules)
         self._seq = 0
         self._changed: list[np.ndarray] = []     # store slots changed since take_changed()
+        self.keep_selected = keep_selected
+        self._selected: list[tuple[str, int, dict[str, list[str]]]] = []
         # Consignee hashing spreads parcels evenly over state partitions: each gets its share, rounded up.
         self.capacity = -(-np.array(rules.pack.capacity_per_hour, dtype=np.int64) // max(capacity_shares, 1))
         self.near = rules.pack.capacity_near
@@ -137,18 +145,36 @@ class StatefulScreener:
                 values = col
             batch.numbers[name] = np.ascontiguousarray(values, dtype=np.float64)
 
-    def _keep_facts(self, batch: ParcelBatch) -> None:
-        """Entities of the parcels whose outcome will come (the join an outcome needs)."""
+    def _facts_of(self, batch: ParcelBatch, rows: list[int]) -> list[dict[str, list[str]]]:
+        """Normalised entity keys per risk kind of parcels `rows` (what an outcome is joined to)."""
         ents = self._entity_codes(batch)
         off = batch.item_offsets.tolist()
-        for i, pid in enumerate(batch.parcel_ids):
-            if pid not in self.retain:
-                continue
+        out = []
+        for i in rows:
             facts = {kind: [ents[kind][1][int(ents[kind][0][i])]] for kind in _PARCEL_KEYS}
             hs6 = sorted({ents["hs6"][1][c] for c in ents["hs6"][0][off[i]:off[i + 1]].tolist()} - {""})
             facts["hs6"] = hs6
             facts["origin_hs6"] = [pair_key(facts["origin"][0], h) for h in hs6] if facts["origin"][0] else []
-            self._facts[pid] = facts
+            out.append(facts)
+        return out
+
+    def _keep_facts(self, batch: ParcelBatch) -> None:
+        """Entities of the parcels whose outcome will come (the join an outcome needs)."""
+        rows = [i for i, pid in enumerate(batch.parcel_ids) if pid in self.retain]
+        for i, facts in zip(rows, self._facts_of(batch, rows)):
+            self._facts[batch.parcel_ids[i]] = facts
+
+    def _collect_selected(self, batch: ParcelBatch, lane: np.ndarray) -> None:
+        """Facts of the parcels selected for inspection (final lane yellow or red), for take_selected()."""
+        rows = np.flatnonzero(lane > 0).tolist()
+        if rows:
+            ids, times = batch.parcel_ids, batch.event_time_ms
+            self._selected += [(ids[i], int(times[i]), f) for i, f in zip(rows, self._facts_of(batch, rows))]
+
+    def take_selected(self) -> list[tuple[str, int, dict[str, list[str]]]]:
+        """(parcel_id, event_ms, entities) of the parcels selected since the last call."""
+        out, self._selected = self._selected, []
+        return out
 
     def observe(self, outcomes) -> int:
         """Apply visible outcomes (parcel_id, illicit, inspected_ms) of kept parcels to the R11 rates."""
@@ -200,6 +226,8 @@ class StatefulScreener:
         self.fill(batch)
         result = self.rules.screen(batch)
         if not self.capacity.any() or batch.n == 0:
+            if self.keep_selected and batch.n:
+                self._collect_selected(batch, result.lane)
             return result
         seq = batch.seq if batch.seq is not None else np.arange(batch.n)
         order = np.argsort(seq, kind="stable")
@@ -212,6 +240,8 @@ class StatefulScreener:
         out = StateScreenResult(result.lane.copy(), result.score, result.hits, result.random,
                                 np.zeros(batch.n, dtype=np.bool_), result.lane.copy(), np.zeros(batch.n, np.int64))
         out.lane[order], out.demoted[order], out.used[order] = new_lane, demoted, used
+        if self.keep_selected:
+            self._collect_selected(batch, out.lane)
         return out
 
     def explain(self, batch: ParcelBatch, result: ScreenResult, i: int) -> list[Reason]:
