@@ -28,7 +28,8 @@ _TOML_AT = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
 MAX_EXAMPLE_DEPTH = 16
 
 TOP_KEYS = {"pack", "lanes", "random", "capacity", "rules"}
-PACK_KEYS = {"id", "version", "description", "reference"}
+PACK_KEYS = {"id", "version", "description", "reference", "include"}
+MAX_INCLUDE_DEPTH = 4
 LANE_KEYS = {"yellow", "red"}
 RANDOM_KEYS = {"rate", "seed", "lane"}
 CAPACITY_KEYS = {"yellow_per_hour", "red_per_hour", "near"}
@@ -338,7 +339,33 @@ def _decode_toml(path: Path, data: bytes) -> tuple[str, Problem | None]:
                            where=f"{path} line {line} column {col}")
 
 
-def read_pack(path: str | Path) -> tuple[Pack | None, list[Problem]]:
+def _included_rules(chk: _Checker, meta: dict, path: Path, reference_dir: Path, digest,
+                    including: tuple[Path, ...]) -> list[Rule]:
+    """Rules of the packs `[pack] include` names (paths relative to this pack), in order, each checked whole;
+    their lanes, random and capacity sections are not used (the including pack's are)."""
+    names = meta.get("include", [])
+    if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+        chk.add(f"[pack] include must be a list of pack file paths, got {names!r:.80}")
+        return []
+    rules: list[Rule] = []
+    for name in names:
+        sub_path = (path.parent / name).resolve()
+        if sub_path in including or len(including) >= MAX_INCLUDE_DEPTH:
+            chk.add(f"[pack] include {name!r}: packs include each other (or nest over {MAX_INCLUDE_DEPTH} deep)")
+            continue
+        sub, problems = read_pack(sub_path, including)
+        if problems:
+            chk.problems += [replace(p, where=f"{name}: {p.where}".rstrip(": ")) for p in problems]
+            continue
+        if sub.reference_dir != reference_dir:
+            chk.add(f"[pack] include {name!r}: its reference directory {sub.reference_dir} is not this pack's")
+            continue
+        rules += sub.rules
+        digest.update(f"\0{name}\0{sub.hash}".encode())
+    return rules
+
+
+def read_pack(path: str | Path, _including: tuple[Path, ...] = ()) -> tuple[Pack | None, list[Problem]]:
     """Load and check a pack; returns (pack, []) or (None, every problem found)."""
     path = Path(path)
     try:
@@ -418,9 +445,10 @@ def read_pack(path: str | Path) -> tuple[Pack | None, list[Problem]]:
         per_hour.append(v)
     near = chk.number(cap.get("near", 0.8), "[capacity] near", 0.0, 1.0)
 
+    digest = hashlib.sha256(raw_bytes)
+    rules = _included_rules(chk, meta, path, reference_dir, digest, (*_including, path.resolve()))
     tables = Tables(reference_dir)
     shared: dict = {}
-    rules = []
     raw_rules = doc.get("rules", [])
     if not isinstance(raw_rules, list):
         chk.add("rules must be an array of tables ([[rules]])")
@@ -430,7 +458,6 @@ def read_pack(path: str | Path) -> tuple[Pack | None, list[Problem]]:
         if rule is not None:
             rules.append(rule)
     _lint(chk, rules, yellow, red)
-    digest = hashlib.sha256(raw_bytes)
     for name in sorted(tables.digests):
         digest.update(f"\0{name}\0{tables.digests[name]}".encode())
     chk.problems += tables.problems
