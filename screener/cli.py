@@ -372,11 +372,14 @@ def tail(which: str, broker: str | None, topic_prefix: str | None, last: int | N
 @click.option("--parcels", type=click.IntRange(min=1), default=100_000, show_default=True,
               help="Parcels to screen before the summary.")
 @click.option("--parcels-per-manifest", type=click.IntRange(min=1), default=500, show_default=True)
-@click.option("--rate", type=float, default=0.0, help="Publish rate in parcels/s (0 = as fast as possible).")
+@click.option("--rate", type=float, default=5000.0, show_default=True,
+              help="Publish rate in parcels/s, about twice the 20M/day peak: inspection outcomes come back while "
+                   "parcels still arrive, so later parcels of offenders are judged with them (0 = as fast as "
+                   "possible).")
 @click.option("--forever", is_flag=True, help="Keep publishing and screening until Ctrl-C.")
 @click.option("--partitions", type=click.IntRange(min=1), default=4, show_default=True)
 @click.option("--metrics-port", type=int, default=9100, show_default=True, help="Worker's /metrics port (0 = off).")
-@click.option("--pack", default=None, help="Rule pack (default rules/default.toml).")
+@click.option("--pack", default=None, help="Rule pack (default rules/default-stateful.toml: default + stateful rules).")
 @click.option("--seed", type=int, default=7, show_default=True)
 def demo(**opts) -> None:
     """Start broker, worker and publisher, show the live view, end with a summary."""

@@ -1,5 +1,12 @@
 """`screener demo`: embedded broker, a worker process, a live publisher with some bad input mixed in,
-and a live view of what comes out, ending with a summary once every parcel is accounted for."""
+inspectors sending back outcomes, and a live view of what comes out, ending with a summary once every
+parcel is accounted for.
+
+The demo runs rules/default-stateful.toml: the default targeting plus split shipments, yearly quota, new
+consignees and repeat offenders (R2, R3, R12, R11). The inspectors inspect every flagged parcel and publish
+its ground truth (the generator's label) to `inspections`, as `screener inspect` would; the worker joins each
+outcome to the parcel it selected, and later parcels of consignees found illicit score higher (R11).
+"""
 
 from __future__ import annotations
 
@@ -24,10 +31,21 @@ from rich.table import Table
 
 from screener.generator import BAD_MESSAGES, PARCEL_DEFECTS, GeneratorConfig, ManifestGenerator, break_parcel
 from screener.kafka.broker import EmbeddedBroker, free_port
+from screener.kafka.feedback import INSPECTIONS
 from screener.kafka.publisher import Publisher
-from screener.kafka.tail import Filter, highwaters, partitions_of, read_range, read_topic, start_consumer
+from screener.kafka.tail import (
+    Filter,
+    TailError,
+    highwaters,
+    partitions_of,
+    read_range,
+    read_topic,
+    start_consumer,
+)
 from screener.settings import Settings
+from screener.state.risk import JOINED_TOPIC
 
+DEMO_PACK = "rules/default-stateful.toml"
 BAD_PARCEL_EVERY = 40      # one damaged parcel in every 40th manifest
 BAD_MESSAGE_EVERY = 50     # one non-manifest message after every 50th manifest
 TIMEOUT_S = 300.0
@@ -50,6 +68,10 @@ class Tally:
     reasons: Counter = field(default_factory=Counter)
     dead: Counter = field(default_factory=Counter)
     flagged_ids: set = field(default_factory=set)
+    labels: dict = field(default_factory=dict)      # parcel_id -> the generator's label (ground truth)
+    inspected: set = field(default_factory=set)     # parcels whose outcome the inspectors published
+    outcome_dead: Counter = field(default_factory=Counter)   # dead letters of outcomes, by reason
+    joined: int = 0                                  # records on outcomes-joined at the end
     started_at: float = 0.0  # first publish
     first_at: float = 0.0  # first decision read
     last_at: float = 0.0  # last decision read
@@ -124,7 +146,9 @@ async def _publish(settings: Settings, tally: Tally, total: int | None, per_mani
         for m in itertools.count():
             if total is not None and tally.published_parcels >= total:
                 return
+            first_label = len(gen.labels)
             manifest = gen.manifest(m)
+            tally.labels.update((lab["parcel_id"], lab) for lab in gen.labels[first_label:])
             n = len(manifest["parcels"])
             if m % BAD_PARCEL_EVERY == BAD_PARCEL_EVERY - 1:
                 break_parcel(manifest["parcels"][m % n], next(defects))
@@ -160,10 +184,45 @@ async def _consume(settings: Settings, tally: Tally) -> None:
             tally.first_at = tally.first_at or tally.last_at
 
     async def dead():
+        inspections = settings.topic(INSPECTIONS)
         async for _msg, value in read_topic(settings.bootstrap_servers, settings.dead_letter_topic):
-            tally.dead[(value or {}).get("reason", "?")] += 1
+            value = value or {}
+            into = tally.outcome_dead if (value.get("source") or {}).get("topic") == inspections else tally.dead
+            into[value.get("reason", "?")] += 1
 
     await asyncio.gather(decisions(), dead())
+
+
+async def _inspect(settings: Settings, tally: Tally) -> None:
+    """The inspectors: each flagged parcel is inspected once and its ground truth published as an outcome."""
+    async with Publisher(settings.bootstrap_servers, settings.topic(INSPECTIONS)) as pub:
+        async for _msg, value in read_topic(settings.bootstrap_servers, settings.flagged_topic):
+            pid = (value or {}).get("parcel_id")
+            label = tally.labels.get(pid)
+            if label is None or pid in tally.inspected:
+                continue
+            tally.inspected.add(pid)
+            outcome = {"parcel_id": pid, "inspected_at": value["parcel"]["event_time"], "lane": value["lane"],
+                       "illicit": label["illicit"], "revenue": label["revenue"],
+                       "finding_code": label["finding_code"], "note": "demo inspector (generator ground truth)"}
+            await pub.send(orjson.dumps(outcome), key=pid.encode())
+
+
+async def _count_joined(settings: Settings, tally: Tally, timeout_s: float = 15.0) -> None:
+    # Outcomes of the last flagged parcels may still be on their way: wait a little for the join.
+    consumer = await start_consumer(settings.bootstrap_servers)
+    try:
+        tps = await partitions_of(consumer, settings.topic(JOINED_TOPIC), settings.bootstrap_servers)
+    except TailError:
+        return   # the pack reads no outcomes: the worker made no such topic
+    finally:
+        await consumer.stop()
+    deadline = time.monotonic() + timeout_s
+    while True:
+        tally.joined = sum((await highwaters(settings.bootstrap_servers, tps)).values())
+        if tally.joined + sum(tally.outcome_dead.values()) >= len(tally.inspected) or time.monotonic() > deadline:
+            return
+        await asyncio.sleep(0.5)
 
 
 async def _read_flagged(settings: Settings, tally: Tally) -> None:
@@ -200,6 +259,11 @@ def _summary(console: Console, t: Tally, labels: dict[str, str], elapsed: float)
                   f" ({100 * len(caught) / max(len(illicit), 1):.1f}%)")
     table.add_row("flags that were planted fraud (precision)",
                   f"{100 * len(caught) / max(len(t.flagged_ids), 1):.1f}%")
+    dead_outcomes = ", ".join(f"{n:,} {r}" for r, n in t.outcome_dead.most_common()) or "none"
+    table.add_row("inspection outcomes sent (flagged parcels)", f"{len(t.inspected):,}")
+    table.add_row("  joined to their parcels / dead-lettered", f"{t.joined:,} / {dead_outcomes}")
+    stateful = {r: n for r, n in t.reasons.items() if r.split("_")[0] in ("R2", "R3", "R11", "R12", "R15")}
+    table.add_row("stateful rule hits", ", ".join(f"{r} {n:,}" for r, n in sorted(stateful.items())) or "none")
     table.add_row("wall time", f"{elapsed:.1f}s")
     console.print(table)
     if t.reasons:
@@ -220,8 +284,7 @@ def run_demo(parcels: int, parcels_per_manifest: int, rate: float, forever: bool
                SCREENER_DATA_DIR=str(workdir / "data"), SCREENER_METRICS_PORT=str(metrics_port),
                # One process: the live view and `status` read one metrics endpoint.
                SCREENER_PROCESSES="1")
-    if pack:
-        env["SCREENER_PACK"] = pack
+    env["SCREENER_PACK"] = pack or DEMO_PACK
     log = open(workdir / "worker.log", "wb")
     worker = subprocess.Popen([sys.executable, "-m", "screener.cli", "worker"], env=env, stdout=log,
                               stderr=subprocess.STDOUT, start_new_session=True)
@@ -237,6 +300,7 @@ def run_demo(parcels: int, parcels_per_manifest: int, rate: float, forever: bool
         tally.started_at = time.monotonic()
         pub = asyncio.create_task(_publish(settings, tally, target, parcels_per_manifest, rate, seed))
         con = asyncio.create_task(_consume(settings, tally))
+        inspectors = asyncio.create_task(_inspect(settings, tally))
         with Live(_view(tally, target, started), console=console, refresh_per_second=4) as live:
             while True:
                 await asyncio.sleep(0.25)
@@ -248,11 +312,13 @@ def run_demo(parcels: int, parcels_per_manifest: int, rate: float, forever: bool
                     raise pub.exception()
                 if not forever and tally.done():
                     await _read_flagged(settings, tally)
+                    await _count_joined(settings, tally)
                     break
                 if time.monotonic() - started > TIMEOUT_S and not forever:
                     console.print(f"[red]not every parcel was accounted for within {TIMEOUT_S:.0f}s[/]")
                     return 1
         con.cancel()
+        inspectors.cancel()
         return 0
 
     try:
@@ -267,11 +333,7 @@ def run_demo(parcels: int, parcels_per_manifest: int, rate: float, forever: bool
         except subprocess.TimeoutExpired:
             worker.kill()
         broker.stop()
-    labels = {}
-    gen = ManifestGenerator(GeneratorConfig(manifests=0, parcels_per_manifest=parcels_per_manifest, seed=seed))
-    for m in range(tally.published_parcels // max(parcels_per_manifest, 1) + 1):
-        gen.manifest(m)
-    labels = {lab["parcel_id"]: lab["finding_code"] for lab in gen.labels}
+    labels = {pid: lab["finding_code"] for pid, lab in tally.labels.items()}
     _summary(console, tally, labels, time.monotonic() - started)
     return code
 

@@ -1,7 +1,11 @@
 """Synthetic manifests with realistic distributions and planted fraud, plus ground-truth labels.
 
 Distributions: declaration types and origins by weight, lognormal value per kg around each
-product's typical price, 1-4 items per parcel, Zipf-distributed consignees and sellers. A share
+product's typical price, 1-4 items per parcel, Zipf-distributed sellers. Consignees are buyers: most
+are drawn uniformly from a large pool (a buyer gets a parcel or two a day), a `repeat_share` of parcels goes
+to a small Zipf-distributed set of frequent buyers (whose split shipments and yearly totals R2/R3 see), and
+one in `offender_every` frequent buyers (the second most frequent first) is a repeat offender, most of
+whose parcels carry fraud (what R11 learns from outcomes). A share
 of parcels carries one planted fraud pattern that the default rule pack is meant to catch; the
 labels file records it as an inspection outcome.
 """
@@ -68,7 +72,11 @@ class GeneratorConfig:
     manifests: int = 200
     parcels_per_manifest: int = 500
     seed: int = 1
-    consignees: int = 200_000
+    consignees: int = 2_000_000
+    repeat_buyers: int = 5_000        # frequent buyers: the first ids of the pool, Zipf-distributed
+    repeat_share: float = 0.05        # share of parcels that go to a frequent buyer
+    offender_every: int = 40          # frequent buyers 1, 41, 81, ... are repeat offenders (0: none) ...
+    offender_fraud: float = 0.6       # ... whose parcels carry planted fraud this often (what R11 learns)
     sellers: int = 5_000
     zipf_a: float = 1.3
     fraud_scale: float = 1.0
@@ -100,6 +108,18 @@ class ManifestGenerator:
         ranks = (ranks - 1) % n
         return [f"{prefix}{r:0{width}d}" for r in ranks]
 
+    def _consignee_ids(self, size: int) -> tuple[list[str], np.ndarray]:
+        """Consignee ids of `size` parcels, and which of them are repeat offenders."""
+        cfg, rng = self.config, self.rng
+        frequent = min(cfg.repeat_buyers, cfg.consignees)
+        ranks = (rng.zipf(cfg.zipf_a, size=size) - 1) % max(frequent, 1)
+        if cfg.consignees > frequent:
+            occasional = rng.integers(frequent, cfg.consignees, size=size)
+            ranks = np.where(rng.random(size) < cfg.repeat_share, ranks, occasional)
+        offender = ((ranks < frequent) & (ranks % cfg.offender_every == 1)
+                    if cfg.offender_every > 0 else np.zeros(size, dtype=bool))
+        return [f"C-{r:07d}" for r in ranks.tolist()], offender
+
     def manifests(self) -> Iterator[dict]:
         """Generate config.manifests manifests."""
         for m in range(self.config.manifests):
@@ -112,11 +132,15 @@ class ManifestGenerator:
         base = cfg.start + dt.timedelta(seconds=int(m * 30))
         carrier = CARRIERS[int(rng.integers(len(CARRIERS)))]
         mawb = f"{rng.integers(100, 999)}-{rng.integers(10_000_000, 99_999_999)}"
-        consignees = self._zipf_ids("C-", cfg.consignees, n, 7)
+        consignees, offender = self._consignee_ids(n)
         sellers = self._zipf_ids("S-", cfg.sellers, n, 5)
         decl = rng.choice(DECLARATION_TYPES[0], size=n, p=DECLARATION_TYPES[1])
         origin = rng.choice(ORIGINS[0], size=n, p=ORIGINS[1])
         kinds = rng.choice(len(self.fraud_kinds), size=n, p=self.fraud_probs)
+        if offender.any():   # an offender's parcels: fraud of the same kinds, far more often
+            fraud = self.fraud_probs[1:] / self.fraud_probs[1:].sum()
+            planted = rng.choice(np.arange(1, len(self.fraud_kinds)), size=n, p=fraud)
+            kinds = np.where(offender & (rng.random(n) < cfg.offender_fraud), planted, kinds)
         n_items = np.minimum(rng.geometric(0.55, size=n), 4)
         parcels = []
         for i in range(n):

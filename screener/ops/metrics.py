@@ -26,10 +26,11 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 LANES = ("green", "yellow", "red")
 MESSAGE_OUTCOMES = ("ok", "dead_letter")
 OUTCOME_RESULTS = ("joined", "invalid", "unknown_parcel")  # of an inspection outcome (screener/kafka/feedback.py)
-# Whole-message reason codes (manifest.py, pipeline.py); parcel-level ones come from columns.py.
+# Whole-message reason codes (manifest.py, pipeline.py, kafka/feedback.py for an outcome of a parcel not
+# kept); parcel-level ones come from columns.py.
 MESSAGE_DEAD_LETTER_REASONS = ("empty_message", "too_large", "not_json", "not_object", "unknown_schema_version",
                                "bad_manifest", "too_many_bad_parcels", "output_too_large", "output_refused",
-                               "internal_error")
+                               "internal_error", "unknown_parcel")
 
 
 def histogram_quantile(q: float, buckets: Mapping[float, float]) -> float:
