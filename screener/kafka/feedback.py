@@ -4,12 +4,13 @@
     outcomes-joined (every partition, from the start) --> the worker's RiskStats --> R11 columns
 
 The agent on `inspections` owns some of its partitions (consumer group); for an outcome on partition p it
-reads partition p of `parcel-facts` to its end first (`FactPartitions`), so a parcel decided before its
-outcome was published is found. A joined outcome goes to `outcomes-joined`, keyed by parcel_id; an invalid
-outcome, or one whose parcel is not kept (never selected, or decided more than the facts retention ago),
-goes to dead-letter with its reason. Every worker reads all of `outcomes-joined` (`RiskFeed`): rates are
-global, and outcomes are a small fraction of parcels. Replays are harmless: `RiskStats.observe` keeps one
-contribution per parcel_id.
+looks in the facts of partition p of `parcel-facts` read so far (`FactPartitions`), and when a batch has an
+outcome not found there it reads that partition to its end and joins the batch again, so a parcel decided
+before its outcome was published is always found, without a fetch per batch. A joined outcome goes to
+`outcomes-joined`, keyed by parcel_id; an invalid outcome, or one whose parcel is not kept (never
+selected, or decided more than the facts retention ago), goes to dead-letter with its reason. Every worker
+reads all of `outcomes-joined` (`RiskFeed`): rates are global, and outcomes are a small fraction of
+parcels. Replays are harmless: `RiskStats.observe` keeps one contribution per parcel_id.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 
 INSPECTIONS = "inspections"
 FEED_POLL_MS = 200
+RETRY_S = 5.0
 TOPIC_CHECK_S = 5.0      # how often the feed looks for partitions added to outcomes-joined
 
 
@@ -82,6 +84,12 @@ class FactPartitions:
         store.add_records(values)
         return store
 
+    async def store(self, partition: int) -> FactStore:
+        """Partition `partition`'s facts as last read (read to the end the first time)."""
+        if partition not in self._stores:
+            return await self.caught_up(partition)
+        return self._stores[partition]
+
     def kept(self) -> int:
         """Facts kept over all partitions (a state size for the dashboard)."""
         return sum(len(s) for s in self._stores.values())
@@ -109,7 +117,20 @@ class RiskFeed:
         self.applied = 0
 
     async def run(self) -> None:
-        """Read and apply joined outcomes until cancelled (partitions added to the topic are picked up)."""
+        """Follow the topic until cancelled; after an error (the broker gone), start again from the beginning,
+        which changes nothing already applied (`RiskStats.observe` is idempotent per parcel)."""
+        while True:
+            try:
+                await self._follow()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:   # R11 must not stop learning for good because the broker blinked
+                log.warning("following %s failed (%s: %s); again in %.0f s", self.topic, type(exc).__name__,
+                            exc, RETRY_S)
+                await asyncio.sleep(RETRY_S)
+
+    async def _follow(self) -> None:
+        """Read and apply joined outcomes (partitions added to the topic are picked up)."""
         consumer = await start_consumer(self.bootstrap)
         assigned: set[TopicPartition] = set()
         checked = -math.inf

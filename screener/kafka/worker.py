@@ -176,7 +176,9 @@ def create_app(settings: Settings, screener: Screener, metrics: PipelineMetrics 
                 for partition, evs in sorted(by_partition.items()):
                     raws = [RawMessage(e.message.value, e.message.topic, partition, e.message.offset,
                                        int((e.message.timestamp or 0) * 1000), e.message.key) for e in evs]
-                    got, n = join_outcomes(raws, await facts.caught_up(partition), settings.max_message_bytes)
+                    got, n = join_outcomes(raws, await facts.store(partition), settings.max_message_bytes)
+                    if n["unknown_parcel"]:     # facts written since the last read: read them, join again
+                        got, n = join_outcomes(raws, await facts.caught_up(partition), settings.max_message_bytes)
                     records += got
                     counts += n
                 pending = await sender.send(records)
