@@ -18,8 +18,8 @@ def topics(prefix: str) -> list[str]:
 
 
 async def profile(bootstrap: str, broker_url: str, workdir: Path, prefix: str, partitions: int, parcels: int,
-                  out: Path, timeout: float, seconds: float = 10.0) -> dict:
+                  out: Path, timeout: float, seconds: float = 10.0, pack: Path | None = None) -> dict:
     """An untimed second pass over the same backlog with py-spy attached from the first decision on."""
-    proc = screener_worker("profiled-" + prefix.strip("-"), broker_url, prefix, partitions, workdir)
+    proc = screener_worker("profiled-" + prefix.strip("-"), broker_url, prefix, partitions, workdir, pack=pack)
     return await drain([proc], bootstrap, prefix + "decisions", partitions, parcels, timeout, profile=out,
                        profile_s=seconds, since_ms=int(time.time() * 1000))

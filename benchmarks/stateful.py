@@ -2,6 +2,7 @@
 
     python -m benchmarks.stateful                     # 100,000 parcels, 3 rounds each
     python -m benchmarks.stateful --parcels 300000 --rounds 2
+    python -m benchmarks.stateful --profile /tmp/stateful.speedscope.json   # then py-spy the stateful worker
 
 Both run `screener worker` (one process, the run's GC settings) over the same backlog of manifests of
 500: the default pack, and the default pack plus rules/stateful.toml's rules (R2, R3, R11, R12) and a
@@ -22,23 +23,29 @@ from pathlib import Path
 
 from screener.kafka.broker import EmbeddedBroker
 
+from . import endtoend
 from .contenders import Contender, Env, screener, stateful_contender
+from .endtoend import topics
 from .hitpacks import compose_stateful
+from .kafka import create_topics, publish
 from .run import _ratio, log, run_rounds
 from .workload import make_pool
 
 HERE = Path(__file__).resolve().parent
 
 
-async def compare(parcels: int, rounds: int, partitions: int, workdir: Path) -> dict:
-    """Best rounds of the stateless and the stateful worker, and their ratios."""
+async def compare(parcels: int, rounds: int, partitions: int, workdir: Path, profile: Path | None = None) -> dict:
+    """Best rounds of the stateless and the stateful worker, and their ratios (and a profile of the stateful one)."""
     broker = EmbeddedBroker.start(log_path=str(workdir / "broker.log"))
     try:
         env = Env(broker.bootstrap, broker.url, broker.process.pid, workdir, partitions)
         pool = make_pool(500, 20_000, 71)
+        pack = compose_stateful(workdir / "packs")
         contenders = [Contender("screener_500", 500, parcels, screener, "`screener worker`, default pack"),
-                      stateful_contender(parcels, compose_stateful(workdir / "packs"))]
+                      stateful_contender(parcels, pack)]
         best = await run_rounds(env, {500: pool}, contenders, rounds, concurrent=False)
+        if profile is not None:
+            best["profile_stateful"] = await _profile(env, pool, best["screener_500_stateful"], profile, pack)
     finally:
         broker.stop()
     plain, state = best["screener_500"], best["screener_500_stateful"]
@@ -48,6 +55,20 @@ async def compare(parcels: int, rounds: int, partitions: int, workdir: Path) -> 
             "stateful_ratio_per_core": _ratio(state["best_parcels_per_core_s"], plain["best_parcels_per_core_s"])}
 
 
+async def _profile(env: Env, pool, best: dict, out: Path, pack: Path) -> dict:
+    """py-spy the stateful worker over a fresh backlog of about 16 s of its best rate."""
+    prefix = "profile-stateful-"
+    parcels = int((best["parcels_per_s"] or 10_000) * 16)
+    await create_topics(env.bootstrap, topics(prefix), env.partitions)
+    await publish(env.bootstrap, prefix + "manifests", pool.stream(pool.messages_for(parcels)), env.partitions, 500)
+    res = await endtoend.profile(env.bootstrap, env.broker_url, env.workdir, prefix, env.partitions, parcels, out,
+                                 timeout=300, seconds=10, pack=pack)
+    log(f"profiled the stateful worker: {res.get('profile')}")
+    for row in res.get("profile_top") or []:
+        log(f"  {row}")
+    return res
+
+
 def main(argv: list[str] | None = None) -> dict:
     """Command line entry point."""
     ap = argparse.ArgumentParser(description="stateful vs stateless screener throughput")
@@ -55,10 +76,11 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--partitions", type=int, default=4)
     ap.add_argument("--json", default=str(HERE / "stateful-results.json"))
+    ap.add_argument("--profile", type=Path, help="after the rounds, py-spy the stateful worker into this file")
     args = ap.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="bench-stateful-"))
     try:
-        results = asyncio.run(compare(args.parcels, args.rounds, args.partitions, workdir))
+        results = asyncio.run(compare(args.parcels, args.rounds, args.partitions, workdir, args.profile))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
