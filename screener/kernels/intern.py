@@ -5,6 +5,12 @@ against an arena that holds each distinct string once, so two strings with equal
 different codes (a crafted collision cannot make a watchlisted id borrow a clean one's code).
 Code 0 is the empty or missing string. The Python side (screener/pipeline/batch.py: Vocabulary) grows
 the arrays before a call so that the kernel never runs out of room.
+
+A slot is one uint64: the high 32 bits of the string's hash (a tag, so most probes that do not match
+are refused without reading the arena) over its code, 0 being an empty slot (code 0 is never stored).
+The slot's position comes from the hash's low bits, so the tag discriminates within a probe run; the
+table keeps no full hash, and growing it hashes the arena's strings again. 8 bytes a slot at most 3/4
+full, where a separate 64-bit hash per slot at most half full cost 24 bytes per string.
 """
 
 from __future__ import annotations
@@ -12,8 +18,9 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-_EMPTY = np.int32(-1)
 FNV_PRIME = np.uint64(0x100000001B3)
+_SHIFT = np.uint64(32)
+_LOW = np.uint64(0xFFFFFFFF)
 
 
 @nb.njit(cache=True, inline="always")
@@ -26,14 +33,14 @@ def _fnv(buf, start, length, basis):
 
 
 @nb.njit(cache=True)
-def intern_spans(buf, starts, lengths, slots, slot_hash, arena, str_off, counts, basis):
+def intern_spans(buf, starts, lengths, slots, arena, str_off, counts, basis):
     """Codes of the strings buf[starts[i]:starts[i]+lengths[i]] (length <= 0: code 0), adding new ones.
 
-    `slots` (int32, -1 empty, power-of-two size) and `slot_hash` are the table; `arena` holds the
-    distinct strings' bytes, `str_off[c]:str_off[c+1]` being code c's; `counts` = [codes, arena bytes].
+    `slots` (uint64, 0 empty, power-of-two size) is the table; `arena` holds the distinct strings'
+    bytes, `str_off[c]:str_off[c+1]` being code c's; `counts` = [codes, arena bytes].
     `basis` is the table's random FNV offset basis: colliding strings cannot be prepared in advance to
     degrade the table's probing (hash flooding). Codes never depend on it.
-    The caller guarantees room: table at most half full and arena/str_off large enough afterwards.
+    The caller guarantees room: table at most 3/4 full and arena/str_off large enough afterwards.
     """
     out = np.zeros(starts.shape[0], dtype=np.int32)
     mask = np.uint64(slots.shape[0] - 1)
@@ -43,21 +50,22 @@ def intern_spans(buf, starts, lengths, slots, slot_hash, arena, str_off, counts,
             continue
         s = starts[i]
         h = _fnv(buf, s, n, basis)
+        tag = h >> _SHIFT
         j = h & mask
         while True:
-            code = slots[j]
-            if code == _EMPTY:
-                code = np.int32(counts[0])
+            slot = slots[j]
+            if slot == 0:
+                code = counts[0]
                 counts[0] += 1
                 a = counts[1]
                 for t in range(n):
                     arena[a + t] = buf[s + t]
                 counts[1] = a + n
                 str_off[code + 1] = a + n
-                slots[j] = code
-                slot_hash[j] = h
+                slots[j] = (tag << _SHIFT) | np.uint64(code)
                 break
-            if slot_hash[j] == h:
+            if slot >> _SHIFT == tag:
+                code = np.int64(slot & _LOW)
                 a = str_off[code]
                 if str_off[code + 1] - a == n:
                     same = True
@@ -73,19 +81,15 @@ def intern_spans(buf, starts, lengths, slots, slot_hash, arena, str_off, counts,
 
 
 @nb.njit(cache=True)
-def rehash(slot_hash_old, slots_old, size):
-    """A table of `size` slots holding the same codes (size a power of two)."""
-    slots = np.full(size, _EMPTY, dtype=np.int32)
-    slot_hash = np.zeros(size, dtype=np.uint64)
+def rehash(arena, str_off, codes, size, basis):
+    """A table of `size` slots (a power of two) holding codes 1..codes-1, their strings hashed again."""
+    slots = np.zeros(size, dtype=np.uint64)
     mask = np.uint64(size - 1)
-    for j in range(slots_old.shape[0]):
-        code = slots_old[j]
-        if code == _EMPTY:
-            continue
-        h = slot_hash_old[j]
+    for code in range(1, codes):
+        a = str_off[code]
+        h = _fnv(arena, a, str_off[code + 1] - a, basis)
         k = h & mask
-        while slots[k] != _EMPTY:
+        while slots[k] != 0:
             k = (k + np.uint64(1)) & mask
-        slots[k] = code
-        slot_hash[k] = h
-    return slots, slot_hash
+        slots[k] = ((h >> _SHIFT) << _SHIFT) | np.uint64(code)
+    return slots

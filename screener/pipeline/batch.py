@@ -79,12 +79,11 @@ class Vocabulary:
     whole Vocabularies object (see BatchProcessor), never by reusing codes.
     """
 
-    __slots__ = ("name", "slots", "slot_hash", "arena", "str_off", "counts", "basis", "_strings")
+    __slots__ = ("name", "slots", "arena", "str_off", "counts", "basis", "_strings")
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.slots = np.full(1024, -1, dtype=np.int32)
-        self.slot_hash = np.zeros(1024, dtype=np.uint64)
+        self.slots = np.zeros(1024, dtype=np.uint64)
         self.arena = np.zeros(1 << 16, dtype=np.uint8)
         self.str_off = np.zeros(1024, dtype=np.int64)
         self.counts = np.array([1, 0], dtype=np.int64)   # codes (0 is ""), arena bytes used
@@ -108,25 +107,24 @@ class Vocabulary:
 
     def nbytes(self) -> int:
         """Bytes held by the table and arena (the Python strings decoded so far not included)."""
-        return self.slots.nbytes + self.slot_hash.nbytes + self.arena.nbytes + self.str_off.nbytes
+        return self.slots.nbytes + self.arena.nbytes + self.str_off.nbytes
 
     def _reserve(self, values: int, nbytes: int) -> None:
         n, used = int(self.counts[0]), int(self.counts[1])
         size = self.slots.shape[0]
-        while (n + values) * 2 > size:
+        while (n + values) * 4 > size * 3:    # at most 3/4 full: linear probes stay short
             size *= 2
-        if size != self.slots.shape[0]:
-            self.slots, self.slot_hash = rehash(self.slot_hash, self.slots, size)
         if used + nbytes > self.arena.shape[0]:
             self.arena = _grown(self.arena, used + nbytes)
         if n + values + 1 > self.str_off.shape[0]:
             self.str_off = _grown(self.str_off, n + values + 1)
+        if size != self.slots.shape[0]:
+            self.slots = rehash(self.arena, self.str_off, n, size, self.basis)
 
     def intern_spans(self, buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         """int32 codes of the UTF-8 byte spans buf[starts[i]:starts[i]+lengths[i]] (length <= 0: code 0)."""
         self._reserve(len(starts), int(np.maximum(lengths, 0).sum()))
-        return intern_spans(buf, starts, lengths, self.slots, self.slot_hash, self.arena, self.str_off,
-                            self.counts, self.basis)
+        return intern_spans(buf, starts, lengths, self.slots, self.arena, self.str_off, self.counts, self.basis)
 
     def intern_many(self, values: list) -> np.ndarray:
         """int32 codes for a list of strings (None counts as missing)."""

@@ -130,6 +130,7 @@ def restore_kernel(slots, buf, offsets, head, first_seen, last_seen, last_seq, y
         if parcels[k] > 0:
             free_events(k, head, ev_next, meta)
             meta[_LIVE] -= 1
+        head[k] = -1
         first_seen[k] = np.int64(_get(buf, at + 1, 8))
         last_seen[k] = np.int64(_get(buf, at + 9, 8))
         last_seq[k] = np.int64(_get(buf, at + 17, 8))

@@ -152,6 +152,8 @@ def apply_kernel(slots, seq, event_ms, value_usd, pid_hash,
             free_events(k, head, ev_next, meta)
             parcels[k] = 0
             meta[_LIVE] -= 1
+        if parcels[k] == 0:
+            head[k] = -1    # head is meaningful only while the entity holds state (grown arrays are zeros)
         replay = alive and seq[i] <= last_seq[k]
         match = find_retained(k, pid, keep_after, head, ev_ms, ev_pid, ev_next, meta)
         if not replay:
@@ -263,9 +265,10 @@ def _pow2(need: int) -> int:
     return size
 
 
-def _grown(a: np.ndarray, need: int, fill=0) -> np.ndarray:
-    # Doubling keeps growth amortised O(1); the untouched tail of np.zeros is not resident until written.
-    out = np.zeros(_pow2(need), dtype=a.dtype) if fill == 0 else np.full(_pow2(need), fill, dtype=a.dtype)
+def _grown(a: np.ndarray, need: int) -> np.ndarray:
+    # Doubling keeps growth amortised O(1); the untouched tail of np.zeros is not resident until written, which
+    # is why no array is filled with a sentinel: the kernels set head[k] and ev_next[e] before reading them.
+    out = np.zeros(_pow2(need), dtype=a.dtype)
     out[:a.shape[0]] = a
     return out
 
@@ -290,7 +293,7 @@ class ConsigneeState:
         self._new_arrays(_INITIAL, _INITIAL)
 
     def _new_arrays(self, entities: int, events: int) -> None:
-        self.head = np.full(entities, -1, dtype=np.int32)
+        self.head = np.zeros(entities, dtype=np.int32)
         self.first_seen = np.zeros(entities, dtype=np.int64)
         self.last_seen = np.zeros(entities, dtype=np.int64)
         self.last_seq = np.zeros(entities, dtype=np.int64)
@@ -301,7 +304,7 @@ class ConsigneeState:
         self.ev_value = np.zeros(events, dtype=np.float64)
         self.ev_pid = np.zeros(events, dtype=np.uint64)
         self.ev_ord = np.zeros(events, dtype=np.int32)
-        self.ev_next = np.full(events, -1, dtype=np.int32)
+        self.ev_next = np.zeros(events, dtype=np.int32)
 
     # -- sizes and counters -------------------------------------------------------------------------------
 
@@ -343,7 +346,7 @@ class ConsigneeState:
         """Bytes of the arrays up to what is in use (slots, arena high-water mark, the Vocabulary's table whole)."""
         slots, events = len(self.vocab), int(self.meta[_HWM])
         v = self.vocab
-        used = v.slots.nbytes + v.slot_hash.nbytes + (slots + 1) * v.str_off.itemsize + int(v.counts[1])
+        used = v.slots.nbytes + (slots + 1) * v.str_off.itemsize + int(v.counts[1])
         used += sum(getattr(self, a).itemsize for a in self.ENTITY_ARRAYS) * slots
         return used + sum(getattr(self, a).itemsize for a in self.EVENT_ARRAYS) * events
 
@@ -353,7 +356,7 @@ class ConsigneeState:
         need = len(self.vocab)
         if need > self.head.shape[0]:
             for a in self.ENTITY_ARRAYS:
-                setattr(self, a, _grown(getattr(self, a), need, -1 if a == "head" else 0))
+                setattr(self, a, _grown(getattr(self, a), need))
 
     def reserve_events(self, n: int) -> None:
         """Room for n more window events (the kernels never check)."""
@@ -361,7 +364,7 @@ class ConsigneeState:
         need = int(self.meta[_HWM]) + n
         if need > self.ev_ms.shape[0]:
             for a in self.EVENT_ARRAYS:
-                setattr(self, a, _grown(getattr(self, a), need, -1 if a == "ev_next" else 0))
+                setattr(self, a, _grown(getattr(self, a), need))
 
     def _slots(self, codes: np.ndarray) -> np.ndarray:
         self._reserve_entities()
