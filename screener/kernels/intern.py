@@ -6,11 +6,12 @@ different codes (a crafted collision cannot make a watchlisted id borrow a clean
 Code 0 is the empty or missing string. The Python side (screener/pipeline/batch.py: Vocabulary) grows
 the arrays before a call so that the kernel never runs out of room.
 
-A slot is one uint64: the high 32 bits of the string's hash (a tag, so most probes that do not match
-are refused without reading the arena) over its code, 0 being an empty slot (code 0 is never stored).
-The slot's position comes from the hash's low bits, so the tag discriminates within a probe run; the
-table keeps no full hash, and growing it hashes the arena's strings again. 8 bytes a slot at most 3/4
-full, where a separate 64-bit hash per slot at most half full cost 24 bytes per string.
+A slot is one uint32: the top 5 bits of the string's hash (a tag, so 31 in 32 probes that do not match
+are refused without reading the arena) over a 27-bit code, 0 being an empty slot (code 0 is never stored),
+so a vocabulary holds at most MAX_CODES strings (the caller refuses more). The slot's position comes from
+the hash's low bits, independent of the tag; the table keeps no full hash, and growing it hashes the
+arena's strings again. 4 bytes a slot at most 3/4 full, where an int32 code and a 64-bit hash per slot
+at most half full cost 24 bytes per string.
 """
 
 from __future__ import annotations
@@ -19,8 +20,15 @@ import numba as nb
 import numpy as np
 
 FNV_PRIME = np.uint64(0x100000001B3)
-_SHIFT = np.uint64(32)
-_LOW = np.uint64(0xFFFFFFFF)
+CODE_BITS = 27
+MAX_CODES = (1 << CODE_BITS) - 1
+_CODE_MASK = np.uint32(MAX_CODES)
+_TAG_SHIFT = np.uint64(64 - (32 - CODE_BITS))
+
+
+@nb.njit(cache=True, inline="always")
+def _slot(h, code):
+    return np.uint32(((h >> _TAG_SHIFT) << np.uint64(CODE_BITS)) | np.uint64(code))
 
 
 @nb.njit(cache=True, inline="always")
@@ -36,7 +44,7 @@ def _fnv(buf, start, length, basis):
 def intern_spans(buf, starts, lengths, slots, arena, str_off, counts, basis):
     """Codes of the strings buf[starts[i]:starts[i]+lengths[i]] (length <= 0: code 0), adding new ones.
 
-    `slots` (uint64, 0 empty, power-of-two size) is the table; `arena` holds the distinct strings'
+    `slots` (uint32, 0 empty, power-of-two size) is the table; `arena` holds the distinct strings'
     bytes, `str_off[c]:str_off[c+1]` being code c's; `counts` = [codes, arena bytes].
     `basis` is the table's random FNV offset basis: colliding strings cannot be prepared in advance to
     degrade the table's probing (hash flooding). Codes never depend on it.
@@ -50,7 +58,7 @@ def intern_spans(buf, starts, lengths, slots, arena, str_off, counts, basis):
             continue
         s = starts[i]
         h = _fnv(buf, s, n, basis)
-        tag = h >> _SHIFT
+        tag = np.uint32(h >> _TAG_SHIFT)
         j = h & mask
         while True:
             slot = slots[j]
@@ -62,10 +70,10 @@ def intern_spans(buf, starts, lengths, slots, arena, str_off, counts, basis):
                     arena[a + t] = buf[s + t]
                 counts[1] = a + n
                 str_off[code + 1] = a + n
-                slots[j] = (tag << _SHIFT) | np.uint64(code)
+                slots[j] = _slot(h, code)
                 break
-            if slot >> _SHIFT == tag:
-                code = np.int64(slot & _LOW)
+            if slot >> np.uint32(CODE_BITS) == tag:
+                code = np.int64(slot & _CODE_MASK)
                 a = str_off[code]
                 if str_off[code + 1] - a == n:
                     same = True
@@ -83,7 +91,7 @@ def intern_spans(buf, starts, lengths, slots, arena, str_off, counts, basis):
 @nb.njit(cache=True)
 def rehash(arena, str_off, codes, size, basis):
     """A table of `size` slots (a power of two) holding codes 1..codes-1, their strings hashed again."""
-    slots = np.zeros(size, dtype=np.uint64)
+    slots = np.zeros(size, dtype=np.uint32)
     mask = np.uint64(size - 1)
     for code in range(1, codes):
         a = str_off[code]
@@ -91,5 +99,5 @@ def rehash(arena, str_off, codes, size, basis):
         k = h & mask
         while slots[k] != 0:
             k = (k + np.uint64(1)) & mask
-        slots[k] = ((h >> _SHIFT) << _SHIFT) | np.uint64(code)
+        slots[k] = _slot(h, code)
     return slots

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from screener.kernels.intern import intern_spans, rehash
+from screener.kernels.intern import MAX_CODES, intern_spans, rehash
 
 # String fields interned to int32 codes, one vocabulary per field. Code 0 is "missing / empty".
 PARCEL_STRING_FIELDS = (
@@ -83,7 +83,7 @@ class Vocabulary:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.slots = np.zeros(1024, dtype=np.uint64)
+        self.slots = np.zeros(1024, dtype=np.uint32)
         self.arena = np.zeros(1 << 16, dtype=np.uint8)
         self.str_off = np.zeros(1024, dtype=np.int64)
         self.counts = np.array([1, 0], dtype=np.int64)   # codes (0 is ""), arena bytes used
@@ -111,6 +111,8 @@ class Vocabulary:
 
     def _reserve(self, values: int, nbytes: int) -> None:
         n, used = int(self.counts[0]), int(self.counts[1])
+        if n - 1 + values > MAX_CODES:    # counted before de-duplication: conservative
+            raise OverflowError(f"vocabulary {self.name} cannot hold over {MAX_CODES:,} strings")
         size = self.slots.shape[0]
         while (n + values) * 4 > size * 3:    # at most 3/4 full: linear probes stay short
             size *= 2

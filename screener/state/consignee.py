@@ -41,10 +41,11 @@ entirely: it changes nothing and all its columns are NaN. For every other parcel
   consignee_late: 1.0 when t < W - lateness_ms (a replay is judged against the current watermark), else 0.0.
 
 Memory: per entity 42 bytes of arrays (head int32, first/last seen and last_seq int64, year int16,
-year total float64, parcel count int32) plus the Vocabulary's entry (its table at most half full, 12 bytes a
-slot, offsets and key bytes: 45-70 bytes for 11-byte keys); per retained window event 32 bytes (time, value,
-pid hash, ordinal, next). benchmarks/state_memory.py measures it: 10M consignees with one event each,
-133 bytes per entity in use (148 by RSS growth). Each parcel walks its entity's window list (dedup and sums),
+year total float64, parcel count int32) plus the Vocabulary's entry (a 4-byte table slot at most 3/4 full,
+an 8-byte offset and the key's bytes: 25-30 bytes for 11-byte keys); per retained window event 32 bytes
+(time, value, pid hash, ordinal, next). benchmarks/state_memory.py measures it: 10M consignees with one
+event each, 100 bytes per entity in use (102 by RSS growth after malloc_trim, 111 before).
+Each parcel walks its entity's window list (dedup and sums),
 so a parcel costs O(the entity's retained events): fine for thousands per window, not for millions.
 `expire()` compacts (a fresh Vocabulary and arrays of live entities only) when over half the slots are dead.
 Slots from `slots_of` are valid until the next `expire()` or `restore`.

@@ -1,6 +1,7 @@
 """Vocabularies are bounded: generations are swapped between batches without changing any decision."""
 
 import orjson
+import pytest
 
 from screener.generator import GeneratorConfig, ManifestGenerator
 from screener.pipeline.batch import Vocabulary
@@ -48,3 +49,12 @@ def test_interning_is_exact_and_dense_even_for_colliding_looking_input():
     many = [f"id-{i}" for i in range(5000)]
     first = v.intern_many(many)
     assert (v.intern_many(many) == first).all() and len(set(first.tolist())) == 5000
+
+
+def test_a_vocabulary_refuses_more_strings_than_its_slots_can_code(monkeypatch):
+    # A slot holds a 27-bit code beside its hash tag; past MAX_CODES a code would spill into the tag.
+    monkeypatch.setattr("screener.pipeline.batch.MAX_CODES", 10)
+    v = Vocabulary("small")
+    assert v.intern_many([f"k{i}" for i in range(9)]).tolist() == list(range(1, 10))
+    with pytest.raises(OverflowError, match="small cannot hold over 10 strings"):
+        v.intern_many(["k9", "k10"])
