@@ -3,8 +3,9 @@
 N distinct consignees (keys f"C-{i:09d}", one parcel each, so one window event each) are applied in batches
 of 32,000 as a worker would (intern the keys, then one kernel call). Memory per entity is reported from the
 arrays (`nbytes`: allocated, doubling included; `nbytes_used`: up to what is in use) and from RSS growth of
-this process (the untouched tail of a doubled numpy array is not resident), both as grown and after
-glibc's `malloc_trim` (arrays outgrown below glibc's mmap threshold stay on the heap, free for reuse). Recovery encodes the first
+this process (the untouched tail of a doubled numpy array is not resident), both as grown and after one
+more `release_freed_heap` (the store gives back the heap its outgrown arrays held each time it grows; what is
+left is the rest of the process's garbage). Recovery encodes the first
 1,000,000 entities to changelog records and times `restore` into a fresh store, then checks that the
 restored store gives the same columns as the original for a following parcel of each of a sample of keys.
 
@@ -14,7 +15,6 @@ Run: `python -m benchmarks.state_memory --entities 10000000` prints JSON.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import gc
 import json
 import resource
@@ -34,11 +34,9 @@ def _rss() -> int:
 
 
 def _trimmed_rss() -> int:
-    # Heap memory freed by outgrown arrays counts in RSS until glibc returns it; elsewhere, no trim.
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
+    from screener.pipeline.batch import release_freed_heap
+
+    release_freed_heap()
     return _rss()
 
 

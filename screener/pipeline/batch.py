@@ -6,6 +6,8 @@ This is the contract between decoding (screener/columns.py builds it) and screen
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -116,12 +118,15 @@ class Vocabulary:
         size = self.slots.shape[0]
         while (n + values) * 4 > size * 3:    # at most 3/4 full: linear probes stay short
             size *= 2
+        grew = False
         if used + nbytes > self.arena.shape[0]:
-            self.arena = _grown(self.arena, used + nbytes)
+            self.arena, grew = grown(self.arena, used + nbytes), True
         if n + values + 1 > self.str_off.shape[0]:
-            self.str_off = _grown(self.str_off, n + values + 1)
+            self.str_off, grew = grown(self.str_off, n + values + 1), True
         if size != self.slots.shape[0]:
-            self.slots = rehash(self.arena, self.str_off, n, size, self.basis)
+            self.slots, grew = rehash(self.arena, self.str_off, n, size, self.basis), True
+        if grew:
+            release_freed_heap()
 
     def intern_spans(self, buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         """int32 codes of the UTF-8 byte spans buf[starts[i]:starts[i]+lengths[i]] (length <= 0: code 0)."""
@@ -143,13 +148,34 @@ class Vocabulary:
         return int(self.intern_many([value])[0])
 
 
-def _grown(a: np.ndarray, need: int) -> np.ndarray:
-    size = a.shape[0]
+def grown(a: np.ndarray, need: int) -> np.ndarray:
+    """A copy of `a` doubled in length until it holds `need` entries; the new tail is zeros."""
+    # Doubling keeps growth amortised O(1); the untouched tail of np.zeros is not resident until written.
+    size = max(a.shape[0], 1)
     while size < need:
         size *= 2
     out = np.zeros(size, dtype=a.dtype)
     out[:a.shape[0]] = a
     return out
+
+
+def _libc_malloc_trim():
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):    # not glibc: its allocator may return freed memory by itself
+        return None
+
+
+_MALLOC_TRIM = _libc_malloc_trim()
+
+
+def release_freed_heap() -> None:
+    """Give the heap pages freed by outgrown arrays back to the OS (glibc; elsewhere nothing to do)."""
+    # glibc raises its mmap threshold to the size of each freed mmapped block (up to 32 MiB), so arrays
+    # outgrown by doubling end up on the heap, and their freed pages stay resident until trimmed: ~80 MiB
+    # at 10M consignees. Growth is rare (doubling), so one trim per growth costs nothing measurable.
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
 
 
 class Vocabularies(dict):

@@ -44,7 +44,7 @@ Memory: per entity 42 bytes of arrays (head int32, first/last seen and last_seq 
 year total float64, parcel count int32) plus the Vocabulary's entry (a 4-byte table slot at most 3/4 full,
 an 8-byte offset and the key's bytes: 25-30 bytes for 11-byte keys); per retained window event 32 bytes
 (time, value, pid hash, ordinal, next). benchmarks/state_memory.py measures it: 10M consignees with one
-event each, 100 bytes per entity in use (102 by RSS growth after malloc_trim, 111 before).
+event each, 100 bytes per entity in use, 102 by RSS growth (the heap outgrown arrays held is given back).
 Each parcel walks its entity's window list (dedup and sums),
 so a parcel costs O(the entity's retained events): fine for thousands per window, not for millions.
 `expire()` compacts (a fresh Vocabulary and arrays of live entities only) when over half the slots are dead.
@@ -56,7 +56,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from screener.pipeline.batch import Vocabulary
+from screener.pipeline.batch import Vocabulary, grown, release_freed_heap
 
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
@@ -266,14 +266,6 @@ def _pow2(need: int) -> int:
     return size
 
 
-def _grown(a: np.ndarray, need: int) -> np.ndarray:
-    # Doubling keeps growth amortised O(1); the untouched tail of np.zeros is not resident until written, which
-    # is why no array is filled with a sentinel: the kernels set head[k] and ev_next[e] before reading them.
-    out = np.zeros(_pow2(need), dtype=a.dtype)
-    out[:a.shape[0]] = a
-    return out
-
-
 class ConsigneeState:
     """State of the consignees of one state partition; see the module docstring for the semantics."""
 
@@ -355,9 +347,12 @@ class ConsigneeState:
 
     def _reserve_entities(self) -> None:
         need = len(self.vocab)
+        # Grown as zeros, no sentinel fill, so untouched tails stay non-resident: the kernels set head[k]
+        # and ev_next[e] before reading them.
         if need > self.head.shape[0]:
             for a in self.ENTITY_ARRAYS:
-                setattr(self, a, _grown(getattr(self, a), need))
+                setattr(self, a, grown(getattr(self, a), need))
+            release_freed_heap()
 
     def reserve_events(self, n: int) -> None:
         """Room for n more window events (the kernels never check)."""
@@ -365,7 +360,8 @@ class ConsigneeState:
         need = int(self.meta[_HWM]) + n
         if need > self.ev_ms.shape[0]:
             for a in self.EVENT_ARRAYS:
-                setattr(self, a, _grown(getattr(self, a), need))
+                setattr(self, a, grown(getattr(self, a), need))
+            release_freed_heap()
 
     def _slots(self, codes: np.ndarray) -> np.ndarray:
         self._reserve_entities()
