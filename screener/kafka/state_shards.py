@@ -28,8 +28,9 @@ from screener.state.changelog import encode_entities, restore
 from screener.state.consignee import ConsigneeState
 from screener.state.facts import FACTS_TOPIC, facts_records
 from screener.state.risk import RiskStats
-from screener.state.route import segments
+from screener.state.route import segments_and_columns
 from screener.state.screener import StatefulScreener
+from screener.state.segment_columns import concat_scans
 
 log = logging.getLogger(__name__)
 
@@ -54,16 +55,25 @@ class Shard:
     def screen(self, partition: int, records: list[RawMessage]) -> BatchResult:
         """Decisions, dead letters and changelog records of a batch of this partition's re-keyed records."""
         raws: list[RawMessage] = []
+        scans, offsets, at = [], [], 0
         unreadable = BatchResult([], BatchOutcome())
         for record in records:
             try:
-                raws += segments(record.value, record.topic, partition, record.offset, record.timestamp_ms)
+                got, scanned = segments_and_columns(record.value, record.topic, partition, record.offset,
+                                                    record.timestamp_ms)
             except (ValueError, KeyError, TypeError) as exc:   # not written by stage one: set aside, whole
                 why = Rejection("internal_error", f"unreadable re-keyed record: {type(exc).__name__}: {exc}")
                 unreadable.records.append((DEAD_LETTER, *dead_letter(record, why, record.value or b"")))
                 unreadable.outcome.messages["dead_letter"] += 1
                 unreadable.outcome.dead_letters["internal_error"] += 1
-        result = self.processor.process(raws)
+                continue
+            raws += got
+            scans.append(scanned)
+            offsets.append(at)
+            at += sum(len(r.value) for r in got)
+        # Stage one's scan is used only when every record has one; otherwise the documents are scanned.
+        columns = concat_scans(scans, offsets) if scans and all(s is not None for s in scans) else None
+        result = self.processor.process(raws, columns)
         result.records += unreadable.records + self.changelog(partition) + self.facts()
         result.outcome.merge(unreadable.outcome)
         return result

@@ -37,15 +37,19 @@ class FastDecoded:
     taken: np.ndarray          # int64: indices (into the input list) of the messages in `batch`
     left: list[int]            # indices of the messages for the reference path
     manifest_ids: list[str]    # per taken message
-    buf: np.ndarray            # the scanned bytes (parcel spans index it)
-    parcel_span: np.ndarray    # int64 [2, n]: each parcel object's bytes in `buf`
-    fields_span: np.ndarray    # int64 [taken, 4]: carrier_code and master_bill_no spans of each manifest
+    buf: np.ndarray            # the scanned bytes (every span indexes it)
+    rows: ScanResult           # the scan of the batch's rows alone (messages numbered as `taken`)
+
+    @property
+    def parcel_span(self) -> np.ndarray:
+        """int64 [2, n]: each parcel object's bytes in `buf`."""
+        return self.rows.parcel_span
 
     def manifest_fields(self, k: int) -> dict:
         """The manifest-level fields (carrier_code, master_bill_no) of taken message k, when it has them."""
         out = {}
         for name, col in (("carrier_code", 0), ("master_bill_no", 2)):
-            a, n = self.fields_span[k, col], self.fields_span[k, col + 1]
+            a, n = self.rows.manifest_fields[k, col], self.rows.manifest_fields[k, col + 1]
             if n >= 0:
                 out[name] = self.buf[a:a + n].tobytes().decode("utf-8")
         return out
@@ -58,14 +62,23 @@ class FastDecoder:
         self.vocab = vocab
         self.max_message_bytes = max_message_bytes
 
-    def build(self, values: list[bytes | None]) -> FastDecoded:
-        """Scan the messages; those it cannot prove valid are left to the reference path."""
-        eligible = [i for i, v in enumerate(values) if v and len(v) <= self.max_message_bytes and _utf8(v)]
+    def build(self, values: list[bytes | None], scanned: ScanResult | None = None) -> FastDecoded:
+        """Scan the messages; those it cannot prove valid are left to the reference path.
+
+        `scanned`: what scanning b"".join(values) gives, when known already (the column block of re-keyed
+        records, screener/state/segment_columns.py, checked there): nothing is scanned again."""
+        if scanned is None:
+            eligible = [i for i, v in enumerate(values) if v and len(v) <= self.max_message_bytes and utf8(v)]
+        else:
+            eligible = list(range(len(values)))
         chunks = [values[i] for i in eligible]
-        bounds = np.zeros(len(chunks) + 1, dtype=np.int64)
-        np.cumsum([len(c) for c in chunks], out=bounds[1:])
         buf = np.frombuffer(b"".join(chunks), dtype=np.uint8)
-        s = scan(buf, bounds)
+        if scanned is None:
+            bounds = np.zeros(len(chunks) + 1, dtype=np.int64)
+            np.cumsum([len(c) for c in chunks], out=bounds[1:])
+            s = scan(buf, bounds)
+        else:
+            s = scanned
         ok = s.ok.copy()
         pid_hash = fnv1a64_spans(buf, s.str_start[PARCEL_ID], s.str_len[PARCEL_ID])
         dup = _messages_with_duplicate_ids(s.message, pid_hash)
@@ -76,7 +89,7 @@ class FastDecoder:
             ok[drop] = False
             keep = ok[s.message]
         taken_local = np.flatnonzero(ok)
-        batch, span = self._batch(s, buf, pid_hash, keep, taken_local, len(eligible))
+        batch, rows = self._batch(s, buf, pid_hash, keep, taken_local, len(eligible))
         manifest_ids = []
         for m in taken_local.tolist():
             a, n = s.manifest_id[m]
@@ -87,10 +100,10 @@ class FastDecoder:
         eligible_arr = np.asarray(eligible, dtype=np.int64)
         taken = eligible_arr[taken_local]
         left = sorted(set(range(len(values))) - set(taken.tolist()))
-        return FastDecoded(batch, taken, left, manifest_ids, buf, span, s.manifest_fields[taken_local])
+        return FastDecoded(batch, taken, left, manifest_ids, buf, rows)
 
     def _batch(self, s: ScanResult, buf: np.ndarray, pid_hash: np.ndarray, keep: np.ndarray | None,
-               taken_local: np.ndarray, n_msgs: int) -> tuple[ParcelBatch, np.ndarray]:
+               taken_local: np.ndarray, n_msgs: int) -> tuple[ParcelBatch, ScanResult]:
         str_start, str_len, numbers, event_ms = s.str_start, s.str_len, s.numbers, s.event_ms
         message, span, item_parent = s.message, s.parcel_span, s.item_parent
         item_start, item_len, item_numbers = s.item_str_start, s.item_str_len, s.item_numbers
@@ -129,7 +142,10 @@ class FastDecoder:
             item_numbers={f: np.ascontiguousarray(item_numbers[k]) for k, f in enumerate(ITEM_NUMBER_FIELDS)},
             vocab=vocab,
         )
-        return batch, span
+        rows = ScanResult(np.ones(len(taken_local), np.bool_), s.bare[taken_local], s.manifest_id[taken_local],
+                          s.manifest_fields[taken_local], message_index, span, str_start, str_len, numbers, event_ms,
+                          item_parent, item_start, item_len, item_numbers, s.deferred[:0])
+        return batch, rows
 
 
 class InternedColumns(dict):
@@ -176,7 +192,7 @@ class InternedColumns(dict):
         return name in self._spans
 
 
-def _utf8(value: bytes) -> bool:
+def utf8(value: bytes) -> bool:
     """Whether the bytes are valid UTF-8 (orjson refuses the rest; the reference path says so)."""
     if value.isascii():
         return True

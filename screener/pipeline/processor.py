@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import orjson
 
+from screener.kernels.json_scan import ScanResult
 from screener.pipeline.batch import LANE_NAMES, ParcelBatch, ScreenResult, Vocabularies
 from screener.pipeline.columns import BatchBuilder
 from screener.pipeline.deadletter import dead_letter, now_iso, summary_dead_letter
@@ -94,12 +95,14 @@ class BatchProcessor:
         """The current generation of vocabularies (entities seen lately)."""
         return self.builder.vocab
 
-    def process(self, raws: list[RawMessage]) -> BatchResult:
-        """Screen a batch; every message ends as decisions and/or dead-letter records."""
+    def process(self, raws: list[RawMessage], scanned: ScanResult | None = None) -> BatchResult:
+        """Screen a batch; every message ends as decisions and/or dead-letter records.
+
+        `scanned`: the scan of the messages' values laid end to end, when known (re-keyed records carry it)."""
         if sum(self.vocab.sizes().values()) > self.vocabulary_max_strings:
             self._new_generation()
         try:
-            return self._process(raws)
+            return self._process(raws, scanned)
         except Exception:  # a bug must not stop the worker or lose the batch
             log.exception("batch of %d messages failed; retrying one message at a time", len(raws))
         records, outcome = [], BatchOutcome()
@@ -117,14 +120,14 @@ class BatchProcessor:
             outcome.merge(one.outcome)
         return BatchResult(records, outcome)
 
-    def _process(self, raws: list[RawMessage]) -> BatchResult:
+    def _process(self, raws: list[RawMessage], scanned: ScanResult | None = None) -> BatchResult:
         decided_at = now_iso()
         result = BatchResult([], BatchOutcome())
         if self.router is not None:
             self.router.reset()       # a retried batch starts its re-keyed output afresh
         left: list[int] = list(range(len(raws)))
         if self.fast and raws:
-            fast = self.decoder.build([r.value for r in raws])
+            fast = self.decoder.build([r.value for r in raws], scanned)
             left = fast.left
             if left and (self.router is not None or getattr(self.screener, "in_input_order", False)):
                 # State sees parcels in input order (a parcel behind its own sequence is a replay), and so
@@ -155,7 +158,8 @@ class BatchProcessor:
             return buf[span[0, i]:span[1, i]].tobytes()
 
         result.outcome.messages["ok"] += len(messages)
-        self._screen(batch, messages, [raws[j] for j in fast.taken.tolist()], parcel_json, decided_at, result)
+        self._screen(batch, messages, [raws[j] for j in fast.taken.tolist()], parcel_json, decided_at, result,
+                     (buf, fast.rows))
 
     def _reference_message(self, raw: RawMessage, decided_at: str, result: BatchResult) -> None:
         """Decode and validate one message with the reference path (it says what is wrong, parcel by parcel)."""
@@ -190,8 +194,9 @@ class BatchProcessor:
         self._screen(batch, [message], [raw], parcel_json, decided_at, result)
 
     def _screen(self, batch: ParcelBatch, messages: list[MessageOut], raws: list[RawMessage], parcel_json,
-                decided_at: str, result: BatchResult) -> None:
-        """Screen one batch of parcels and encode its decisions (a receipt even for no parcels)."""
+                decided_at: str, result: BatchResult, scanned: tuple | None = None) -> None:
+        """Screen one batch of parcels and encode its decisions (a receipt even for no parcels); `scanned`:
+        (buffer, scan of the rows) of the fast path, for the router."""
         outcome = result.outcome
         if batch.n:
             batch.seq = _sequence(messages, raws, batch)
@@ -202,7 +207,7 @@ class BatchProcessor:
             screened = self.screener.screen(batch)
             outcome.kernel_seconds += time.perf_counter() - t0
         if self.router is not None:       # stage one of a stateful worker: re-key, screen in stage two
-            self.router.add(messages, batch, parcel_json, result.outcome)
+            self.router.add(messages, batch, parcel_json, result.outcome, scanned)
             return
         out = encode(messages, batch, screened, self.screener, decided_at, parcel_json, self.max_record_bytes)
         result.records.extend((DECISIONS, k, v) for k, v in out.decisions)

@@ -61,8 +61,10 @@ def test_split_shipment_caught_across_manifests_on_different_partitions_with_two
         asyncio.run(produce(broker.bootstrap, one.topic("manifests"), values[2:]))
 
         def done(o):
+            # Everything, not just the last parcels: a read may see some partitions before others.
             got = decided(o, topic)
-            return "S2" in got and any(r["manifest_id"] == "M9" for r in o[topic])
+            return ({"S2"} | {f"O{k}-{j}" for k in range(3) for j in range(20)} <= got.keys()
+                    and any(r["manifest_id"] == "M9" for r in o[topic]))
 
         out = asyncio.run(consume_until(broker.bootstrap, [topic], done, 60))
     finally:
