@@ -91,12 +91,15 @@ async def quix_app(env: Env, prefix: str, parcels: int, messages: int) -> dict:
                        timeout=180 + parcels / 500, extra_pids={"broker": env.broker_pid}, expected_messages=messages)
 
 
-async def screener(env: Env, prefix: str, parcels: int, messages: int | None, pack: Path | None = None) -> dict:
-    """`screener worker` (one process) with `pack`; also the share of parcels it flagged."""
+async def screener(env: Env, prefix: str, parcels: int, messages: int | None, pack: Path | None = None,
+                   first_stage: str | None = None) -> dict:
+    """`screener worker` (one process) with `pack`; also the share of parcels it flagged. `first_stage`: the
+    topic a two-stage (stateful) worker's first stage writes, whose first record starts the measured span."""
     proc = screener_worker("screener-" + prefix.strip("-"), env.broker_url, prefix, env.partitions, env.workdir,
                            pack=pack)
     res = await drain([proc], env.bootstrap, prefix + "decisions", env.partitions, parcels,
-                      timeout=120 + parcels / 500, extra_pids={"broker": env.broker_pid}, expected_messages=messages)
+                      timeout=120 + parcels / 500, extra_pids={"broker": env.broker_pid}, expected_messages=messages,
+                      start_topic=prefix + first_stage if first_stage else None)
     flagged = await watch(env.bootstrap, prefix + "flagged", env.partitions, parcels, timeout=60, idle_timeout=2,
                           count=lambda _value: 1)
     res["flagged_share"] = round(flagged.parcels / res["parcels"], 4) if res["parcels"] else None
@@ -126,7 +129,7 @@ def manifest_contenders(parcels: int, hit_parcels: int, packs: dict[str, Path]) 
 def stateful_contender(parcels: int, pack: Path) -> Contender:
     """`screener worker` with the default pack + R2/R3/R11/R12 and a capacity limit (re-keyed by consignee)."""
     # Its decisions come in one message per state partition a manifest spans: counted by parcels only.
-    return Contender("screener_500_stateful", 500, parcels, lambda e, p, n, m: screener(e, p, n, None, pack),
+    return Contender("screener_500_stateful", 500, parcels, lambda e, p, n, m: screener(e, p, n, None, pack, "parcels"),
                      "`screener worker`, default pack + stateful rules (R2, R3, R11, R12) + capacity (R15)")
 
 

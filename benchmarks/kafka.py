@@ -128,19 +128,49 @@ class Watched:
     keys: list = field(default_factory=list)
     timed_out: bool = False
 
+    start_ms: int | None = None   # when the work began, if before the first output record (see `started`)
+
+    def started(self) -> int:
+        """When the measured work began: the first output record, or `start_ms` when that is earlier."""
+        first = min(self.ts_ms)
+        return min(first, self.start_ms) if self.start_ms is not None else first
+
     def rate(self) -> float:
-        """Parcels/s from the first output record to the last (parcels of the first millisecond not counted)."""
+        """Parcels/s from the start to the last output record (parcels stamped at the start not counted)."""
         if len(self.ts_ms) < 2:
             return 0.0
-        first, last = min(self.ts_ms), max(self.ts_ms)
+        first, last = self.started(), max(self.ts_ms)
         if last <= first:
             return 0.0
         after = sum(n for t, n in zip(self.ts_ms, self.counts) if t > first)
         return after / ((last - first) / 1000.0)
 
     def span_s(self) -> float:
-        """Seconds from the first output record to the last."""
-        return (max(self.ts_ms) - min(self.ts_ms)) / 1000.0 if self.ts_ms else 0.0
+        """Seconds from the start to the last output record."""
+        return (max(self.ts_ms) - self.started()) / 1000.0 if self.ts_ms else 0.0
+
+
+async def first_timestamp(bootstrap: str, topic: str, partitions: int, since_ms: int = 0,
+                          timeout: float = 30.0) -> int | None:
+    """The earliest timestamp (ms) of the first record at or after since_ms on each partition of topic."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
+                                enable_auto_commit=False, fetch_max_wait_ms=20)
+    await consumer.start()
+    firsts: dict[int, int] = {}
+    try:
+        consumer.assign([TopicPartition(topic, p) for p in range(partitions)])
+        deadline, idle = time.monotonic() + timeout, 0
+        while len(firsts) < partitions and time.monotonic() < deadline and idle < 10:
+            batch = await consumer.getmany(timeout_ms=200, max_records=500)
+            idle = 0 if batch else idle + 1
+            for tp, msgs in batch.items():
+                stamps = [m.timestamp for m in msgs if m.timestamp >= since_ms]
+                if stamps and tp.partition not in firsts:
+                    firsts[tp.partition] = min(stamps)
+                    consumer.pause(tp)
+    finally:
+        await consumer.stop()
+    return min(firsts.values()) if firsts else None
 
 
 async def watch(bootstrap: str, topic: str, partitions: int, expected_parcels: int, timeout: float,

@@ -2,7 +2,7 @@
 
 The rate is counted from the first output record to the last (record timestamps), so the
 worker's start-up (imports, kernel load, group join: several seconds) is reported separately
-and not mixed into parcels/s.
+and not mixed into parcels/s; for a two-stage worker, from the first record of its first stage.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .kafka import Watched, watch
+from .kafka import Watched, first_timestamp, watch
 from .procs import MACHINE, Proc, Sampler, start_profile, top_functions
 from .workload import count_parcels
 
@@ -21,8 +21,12 @@ from .workload import count_parcels
 async def drain(procs: list[Proc], bootstrap: str, out_topic: str, partitions: int, expected_parcels: int,
                 timeout: float, profile: Path | None = None, profile_s: float = 10.0,
                 extra_pids: dict[str, int] | None = None, since_ms: int = 0,
-                count: Callable[[bytes], int] = count_parcels, expected_messages: int | None = None) -> dict:
+                count: Callable[[bytes], int] = count_parcels, expected_messages: int | None = None,
+                start_topic: str | None = None) -> dict:
     """Start `procs`, wait until `expected_parcels` decisions are on `out_topic`, stop them; figures as a dict.
+
+    `start_topic`: a topic the workers write before `out_topic` (a stateful worker's re-keyed `parcels`):
+    its first record starts the measured span, so work done before the first decision counts too.
 
     `count` tells how many parcels an output record stands for (default: its `parcel_id` keys). With
     `expected_messages` (output records the run must write), the output is read only once it is all
@@ -56,12 +60,14 @@ async def drain(procs: list[Proc], bootstrap: str, out_topic: str, partitions: i
             p.stop()
         if spy is not None:
             await spy
+    if start_topic is not None:
+        seen.start_ms = await first_timestamp(bootstrap, start_topic, partitions, since_ms)
     result = {"parcels": seen.parcels, "messages": seen.messages, "parcels_per_s": round(seen.rate(), 1),
               "span_s": round(seen.span_s(), 3), "timed_out": seen.timed_out,
               "output_bytes_per_message": round(seen.bytes / seen.messages) if seen.messages else None,
               "with_reasons_share": round(1 - seen.without_reasons / seen.parcels, 4) if seen.parcels else None}
     if seen.ts_ms:
-        first, last = min(seen.ts_ms) / 1000.0, max(seen.ts_ms) / 1000.0
+        first, last = seen.started() / 1000.0, max(seen.ts_ms) / 1000.0
         result["startup_s"] = round(first - t_start, 2)
         result["cpu_cores"] = {name: round(sampler.cpu_share(name, first, last), 3) for name in sampler.pids}
         # Is memory flat? RSS at 0, 25, 50, 75 and 100% of the way from the first output to the last.

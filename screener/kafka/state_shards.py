@@ -5,8 +5,9 @@ partitions is one state partition: a `ConsigneeState` behind its own `StatefulSc
 `BatchProcessor`. Every batch writes the entities it changed to the compacted `state-changelog` topic, on
 the same partition number, keyed by the normalised consignee id, in the same acknowledged batch as the
 decisions (at-least-once: the input is acknowledged only after both). A worker that is assigned a
-partition rebuilds its store from that changelog partition before screening any of its parcels; a
-revoked partition's store is dropped (the next owner rebuilds it). A replayed batch is recognised by its
+partition rebuilds its store from that changelog partition before screening any of its parcels (the
+rebuilds of all newly assigned partitions start at assignment and run side by side); a revoked
+partition's store is dropped (the next owner rebuilds it). A replayed batch is recognised by its
 parcels' sequence (input offsets), so nothing is counted twice however far the changelog ran ahead.
 
 When the pack reads repeat-offender rates (R11), every shard screens with the worker's one `RiskStats`
@@ -108,28 +109,46 @@ class StateShards:
         self.changelog_topic = changelog_topic
         self.processor_args = processor_args
         self.shards: dict[int, Shard] = {}
-        self._lock = asyncio.Lock()
+        self._restoring: dict[int, asyncio.Task] = {}
         self.recovered_entities = 0
+
+    def assign(self, partitions) -> None:
+        """Start rebuilding the stores of newly assigned partitions, all at once, in the background."""
+        for p in partitions:
+            if p not in self.shards and p not in self._restoring:
+                self._restoring[p] = asyncio.ensure_future(self._restore(p))
 
     async def get(self, partition: int) -> Shard:
         """The partition's shard, its store rebuilt from the changelog the first time."""
         shard = self.shards.get(partition)
         if shard is not None:
             return shard
-        async with self._lock:
-            shard = self.shards.get(partition)
-            if shard is None:
-                t0 = time.perf_counter()
-                keys, values = await read_partition(self.bootstrap, self.changelog_topic, partition)
-                shard = Shard(self.rules, self.processor_args, self.partitions, self.risk)
-                n = restore(shard.store, keys, values) if keys else 0
-                self.recovered_entities += n
-                log.info("state partition %d: %d entities from %d changelog records in %.1f s", partition,
-                            n, len(keys), time.perf_counter() - t0)
-                self.shards[partition] = shard
+        self.assign([partition])
+        task = self._restoring[partition]
+        try:
+            shard = await task
+        finally:
+            if task.done() and self._restoring.get(partition) is task:
+                del self._restoring[partition]
+        self.shards[partition] = shard
+        return shard
+
+    async def _restore(self, partition: int) -> Shard:
+        # Each partition reads its own changelog partition: restores run side by side, not one after another.
+        t0 = time.perf_counter()
+        keys, values = await read_partition(self.bootstrap, self.changelog_topic, partition)
+        shard = Shard(self.rules, self.processor_args, self.partitions, self.risk)
+        n = restore(shard.store, keys, values) if keys else 0
+        self.recovered_entities += n
+        log.info("state partition %d: %d entities from %d changelog records in %.1f s", partition,
+                 n, len(keys), time.perf_counter() - t0)
         return shard
 
     def revoke(self, partitions) -> None:
         """Drop the stores of partitions this worker no longer owns."""
         for p in partitions:
             self.shards.pop(p, None)
+            # A restore under way finishes unused (a batch may be awaiting it); its error, if any, is dropped.
+            task = self._restoring.pop(p, None)
+            if task is not None:
+                task.add_done_callback(lambda t: t.cancelled() or t.exception())

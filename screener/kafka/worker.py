@@ -127,6 +127,10 @@ def create_app(settings: Settings, screener: Screener, metrics: PipelineMetrics 
         facts = FactPartitions(settings.bootstrap_servers, settings.topic(FACTS_TOPIC),
                                int(settings.facts_retention_days * DAY_MS))
 
+        @app.on_partitions_assigned.connect
+        async def _assigned(sender_app, assigned, **kwargs) -> None:
+            shards.assign(tp.partition for tp in assigned if tp.topic == settings.topic(PARCELS))
+
         @app.on_partitions_revoked.connect
         async def _revoked(sender_app, revoked, **kwargs) -> None:
             shards.revoke(tp.partition for tp in revoked if tp.topic == settings.topic(PARCELS))
