@@ -24,7 +24,7 @@ import time
 from screener.kafka.partition_reader import read_partition
 from screener.pipeline.deadletter import dead_letter
 from screener.pipeline.decode import RawMessage, Rejection
-from screener.pipeline.processor import DEAD_LETTER, BatchOutcome, BatchProcessor, BatchResult
+from screener.pipeline.processor import DEAD_LETTER, BatchOutcome, BatchProcessor, BatchResult, VocabularyGenerations
 from screener.state.changelog import encode_entities, restore
 from screener.state.consignee import ConsigneeState
 from screener.state.facts import FACTS_TOPIC, facts_records
@@ -42,13 +42,15 @@ EXPIRE_EVERY_S = 60.0            # how often a store forgets expired entities (t
 class Shard:
     """One state partition: its store, its screener and the processor that screens its segments."""
 
-    def __init__(self, rules, processor_args: dict, partitions: int = 1, risk: RiskStats | None = None) -> None:
+    def __init__(self, rules, processor_args: dict, partitions: int = 1, risk: RiskStats | None = None,
+                 vocabularies: VocabularyGenerations | None = None) -> None:
         """`partitions`: how many state partitions share the pack's inspection capacity (and `parcel-facts`
-        has); `risk`: the worker's repeat-offender rates, None when the pack reads none (no facts are kept)."""
+        has); `risk`: the worker's repeat-offender rates, None when the pack reads none (no facts are kept);
+        `vocabularies`: shared by the worker's shards (the same strings reach every partition)."""
         self.store = ConsigneeState()
         self.screener = StatefulScreener(rules, self.store, risk=risk, capacity_shares=partitions,
                                          keep_selected=risk is not None)
-        self.processor = BatchProcessor(self.screener, **processor_args)
+        self.processor = BatchProcessor(self.screener, vocabularies=vocabularies, **processor_args)
         self.partitions = partitions
         self.max_record_bytes = processor_args.get("max_record_bytes", 1_000_000)
         self.expired_at = time.monotonic()
@@ -110,6 +112,10 @@ class StateShards:
         self.processor_args = processor_args
         self.shards: dict[int, Shard] = {}
         self._restoring: dict[int, asyncio.Task] = {}
+        # One generation of vocabularies for every shard: descriptions, sellers and codes are not partitioned
+        # by consignee, so per-shard vocabularies interned (and looked up) most strings once per partition.
+        self.vocabularies = VocabularyGenerations(processor_args.get("max_message_bytes", 1 << 20),
+                                                  processor_args.get("vocabulary_max_strings", 2_000_000))
         self.recovered_entities = 0
 
     def assign(self, partitions) -> None:
@@ -137,7 +143,7 @@ class StateShards:
         # Each partition reads its own changelog partition: restores run side by side, not one after another.
         t0 = time.perf_counter()
         keys, values = await read_partition(self.bootstrap, self.changelog_topic, partition)
-        shard = Shard(self.rules, self.processor_args, self.partitions, self.risk)
+        shard = Shard(self.rules, self.processor_args, self.partitions, self.risk, self.vocabularies)
         n = restore(shard.store, keys, values) if keys else 0
         self.recovered_entities += n
         log.info("state partition %d: %d entities from %d changelog records in %.1f s", partition,

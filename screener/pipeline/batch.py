@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from screener.kernels.intern import MAX_CODES, intern_spans, rehash
+from screener.pipeline.normalise import normalise
 
 # String fields interned to int32 codes, one vocabulary per field. Code 0 is "missing / empty".
 PARCEL_STRING_FIELDS = (
@@ -81,7 +82,7 @@ class Vocabulary:
     whole Vocabularies object (see BatchProcessor), never by reusing codes.
     """
 
-    __slots__ = ("name", "slots", "arena", "str_off", "counts", "basis", "_strings")
+    __slots__ = ("name", "slots", "arena", "str_off", "counts", "basis", "_strings", "_normalised")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -91,6 +92,7 @@ class Vocabulary:
         self.counts = np.array([1, 0], dtype=np.int64)   # codes (0 is ""), arena bytes used
         self.basis = np.uint64(int.from_bytes(os.urandom(8), "little") | 1)
         self._strings: list[str] = [""]
+        self._normalised: list[str] = [""]
 
     def __len__(self) -> int:
         return int(self.counts[0])
@@ -106,6 +108,13 @@ class Vocabulary:
             bounds = (off - base).tolist()
             self._strings.extend(data[a:b].decode("utf-8") for a, b in zip(bounds, bounds[1:]))
         return self._strings
+
+    @property
+    def normalised(self) -> list[str]:
+        """The lookup form (screener/pipeline/normalise.py) of every interned string by code, each computed once."""
+        strings, keys = self.strings, self._normalised
+        keys.extend(normalise(s) for s in strings[len(keys):])
+        return keys
 
     def nbytes(self) -> int:
         """Bytes held by the table and arena (the Python strings decoded so far not included)."""

@@ -59,6 +59,33 @@ class BatchResult:
     outcome: BatchOutcome
 
 
+class VocabularyGenerations:
+    """The current generation of vocabularies, with its reference builder and fast decoder.
+
+    Codes are only meaningful within one Vocabularies object; lookups follow the object (see rules/lookups.py),
+    so swapping it between batches frees every string without changing a decision. Several processors may
+    share one (a stateful worker's shards): each string is then interned, and its lookups evaluated, once.
+    """
+
+    def __init__(self, max_message_bytes: int = 1 << 20, max_strings: int = 2_000_000) -> None:
+        self.max_message_bytes = max_message_bytes
+        self.max_strings = max_strings
+        self.count = 0
+        self.renew()
+
+    def renew(self) -> None:
+        """Start a new generation (nothing interned yet)."""
+        self.vocab = Vocabularies()
+        self.builder = BatchBuilder(self.vocab)
+        self.decoder = FastDecoder(self.vocab, self.max_message_bytes)
+        self.count += 1
+
+    def bound(self) -> None:
+        """A new generation when this one holds over max_strings strings (called between batches)."""
+        if sum(self.vocab.sizes().values()) > self.max_strings:
+            self.renew()
+
+
 class BatchProcessor:
     """Screens batches of raw messages with one screener and a bounded set of vocabularies.
 
@@ -70,37 +97,33 @@ class BatchProcessor:
 
     def __init__(self, screener: Screener, max_message_bytes: int = 1 << 20, *, fast: bool = True,
                  max_record_bytes: int = 1_000_000, dead_letters_per_message: int = 100,
-                 vocabulary_max_strings: int = 2_000_000, router=None) -> None:
-        """`router` (screener/state/route.py): decode and validate only, re-keying valid parcels to it."""
+                 vocabulary_max_strings: int = 2_000_000, router=None,
+                 vocabularies: VocabularyGenerations | None = None) -> None:
+        """`router` (screener/state/route.py): decode and validate only, re-keying valid parcels to it;
+        `vocabularies`: generations shared with other processors (else its own)."""
         self.screener = screener
         self.router = router
         self.max_message_bytes = max_message_bytes
         self.fast = fast
         self.max_record_bytes = max_record_bytes
         self.dead_letters_per_message = dead_letters_per_message
-        self.vocabulary_max_strings = vocabulary_max_strings
-        self.generations = 0
-        self._new_generation()
+        self.vocabularies = vocabularies or VocabularyGenerations(max_message_bytes, vocabulary_max_strings)
 
-    def _new_generation(self) -> None:
-        # Codes are only meaningful within one Vocabularies object; lookups follow the object (see
-        # rules/lookups.py), so swapping it between batches frees every string without changing a decision.
-        vocab = Vocabularies()
-        self.builder = BatchBuilder(vocab)
-        self.decoder = FastDecoder(vocab, self.max_message_bytes)
-        self.generations += 1
+    @property
+    def generations(self) -> int:
+        """How many generations of vocabularies there have been."""
+        return self.vocabularies.count
 
     @property
     def vocab(self) -> Vocabularies:
         """The current generation of vocabularies (entities seen lately)."""
-        return self.builder.vocab
+        return self.vocabularies.vocab
 
     def process(self, raws: list[RawMessage], scanned: ScanResult | None = None) -> BatchResult:
         """Screen a batch; every message ends as decisions and/or dead-letter records.
 
         `scanned`: the scan of the messages' values laid end to end, when known (re-keyed records carry it)."""
-        if sum(self.vocab.sizes().values()) > self.vocabulary_max_strings:
-            self._new_generation()
+        self.vocabularies.bound()
         try:
             return self._process(raws, scanned)
         except Exception:  # a bug must not stop the worker or lose the batch
@@ -127,7 +150,7 @@ class BatchProcessor:
             self.router.reset()       # a retried batch starts its re-keyed output afresh
         left: list[int] = list(range(len(raws)))
         if self.fast and raws:
-            fast = self.decoder.build([r.value for r in raws], scanned)
+            fast = self.vocabularies.decoder.build([r.value for r in raws], scanned)
             left = fast.left
             if left and (self.router is not None or getattr(self.screener, "in_input_order", False)):
                 # State sees parcels in input order (a parcel behind its own sequence is a replay), and so
@@ -172,7 +195,7 @@ class BatchProcessor:
             outcome.dead_letters[dec.reason] += 1
             return
         outcome.messages["ok"] += 1
-        batch, rejected = self.builder.build([dec])
+        batch, rejected = self.vocabularies.builder.build([dec])
         for rej in rejected:
             outcome.dead_letters[rej.rejection.reason] += 1
         if len(rejected) > self.dead_letters_per_message:

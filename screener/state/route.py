@@ -27,7 +27,6 @@ from screener.kernels.partition import partitions_of
 from screener.kernels.segments import write_segments
 from screener.pipeline.decode import RawMessage
 from screener.pipeline.fast_columns import utf8
-from screener.pipeline.normalise import normalise
 from screener.state.segment_columns import block_size, decode_block, encode_block
 
 PARCELS = "parcels"      # the kind (and topic name) of re-keyed records
@@ -40,7 +39,6 @@ class Router:
     def __init__(self, partitions: int, max_record_bytes: int = 1_000_000) -> None:
         self.partitions = partitions
         self.max_record_bytes = max_record_bytes
-        self._normalised: dict[int, list[str]] = {}
         self.reset()
 
     def reset(self) -> None:
@@ -48,13 +46,8 @@ class Router:
         self._pending: list[tuple] = []
 
     def _partitions(self, batch) -> np.ndarray:
-        codes = batch.strings["consignee_id"]    # first: reading the column interns it, `strings` below then has it
-        vocab = batch.vocab["consignee_id"]
-        keys = self._normalised.setdefault(id(vocab), [""])
-        if len(self._normalised) > 4:
-            self._normalised = {id(vocab): keys}
-        strings = vocab.strings
-        keys.extend(normalise(s) for s in strings[len(keys):])
+        codes = batch.strings["consignee_id"]    # first: reading the column interns it, `normalised` then has it
+        keys = batch.vocab["consignee_id"].normalised
         distinct = np.unique(codes)
         parts = partitions_of([keys[c].encode() for c in distinct.tolist()], self.partitions)
         return parts[np.searchsorted(distinct, codes)]

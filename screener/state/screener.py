@@ -17,7 +17,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from screener.pipeline.batch import LANE_NAMES, ParcelBatch, Reason, ScreenResult
-from screener.pipeline.normalise import normalise
 from screener.rules.screener import PackScreener
 from screener.rules.tables import Tables
 from screener.state.capacity import CapacityCounters, demote
@@ -97,26 +96,20 @@ class StatefulScreener:
         self.capacity = -(-np.array(rules.pack.capacity_per_hour, dtype=np.int64) // max(capacity_shares, 1))
         self.near = rules.pack.capacity_near
         self.counters = CapacityCounters()
-        self._keys: dict[int, list[str]] = {}   # per vocabulary object: normalised key of each code
-
-    def _normalised(self, batch: ParcelBatch, name: str) -> list[str]:
-        """Normalised form of every code of vocabulary `name` (computed once per new string)."""
-        vocab = batch.vocab[name]
-        keys = self._keys.setdefault(id(vocab), [""])
-        if len(self._keys) > 16:                # vocabularies are replaced in generations: keep the latest
-            self._keys = {id(vocab): keys}
-        strings = vocab.strings
-        keys.extend(normalise(s) for s in strings[len(keys):])
-        return keys
+        self._hs6: tuple[object, list[str]] = (None, [])   # HS6 of each item_hs_code code, grown with the vocabulary
 
     def _entity_codes(self, batch: ParcelBatch) -> dict[str, tuple[np.ndarray, list[str]]]:
         """Per risk kind: (codes, normalised key of each code); hs6 kinds per item."""
         out = {}
         for kind, field in _PARCEL_KEYS.items():
             codes = batch.strings[field]
-            out[kind] = (codes, self._normalised(batch, field))
+            out[kind] = (codes, batch.vocab[field].normalised)
         hs = batch.item_strings["hs_code"]
-        hs_keys = [k[:6] for k in self._normalised(batch, "item_hs_code")]
+        vocab = batch.vocab["item_hs_code"]
+        if self._hs6[0] is not vocab:        # a new generation of vocabularies
+            self._hs6 = (vocab, [])
+        hs_keys = self._hs6[1]
+        hs_keys.extend(k[:6] for k in vocab.normalised[len(hs_keys):])
         out["hs6"] = (hs, hs_keys)
         return out
 
@@ -201,7 +194,7 @@ class StatefulScreener:
             seq = np.arange(self._seq, self._seq + batch.n, dtype=np.int64)
             self._seq += batch.n
         codes = batch.strings["consignee_id"].tolist()     # codes before names (interned on first read)
-        keys = self._normalised(batch, "consignee_id")
+        keys = batch.vocab["consignee_id"].normalised
         currency_codes = batch.strings["currency"]
         per_code = np.array([self._usd.get(c, np.nan) for c in batch.vocab["currency"].strings])
         rate = per_code[currency_codes]

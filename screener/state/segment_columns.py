@@ -34,7 +34,15 @@ def _layout(n_seg: int, n: int, k: int) -> list[tuple[str, np.dtype, tuple[int, 
 
 def block_size(segments: int, rows: int, items: int) -> int:
     """Bytes of the block of this many segments, rows and items."""
-    return _HEAD * 8 + sum(dtype.itemsize * int(np.prod(shape)) for _, dtype, shape in _layout(segments, rows, items))
+    return _HEAD * 8 + segments * _PER_SEGMENT + rows * _PER_ROW + items * _PER_ITEM
+
+
+def _bytes_per(segments: int, rows: int, items: int) -> int:
+    return sum(dtype.itemsize * int(np.prod(shape)) for _, dtype, shape in _layout(segments, rows, items))
+
+
+# Per segment, row and item: the layout is linear in each (counted once, not per call).
+_PER_SEGMENT, _PER_ROW, _PER_ITEM = _bytes_per(1, 0, 0), _bytes_per(0, 1, 0), _bytes_per(0, 0, 1)
 
 
 def encode_block(scan: ScanResult) -> bytes:

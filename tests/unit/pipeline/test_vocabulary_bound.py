@@ -58,3 +58,13 @@ def test_a_vocabulary_refuses_more_strings_than_its_slots_can_code(monkeypatch):
     assert v.intern_many([f"k{i}" for i in range(9)]).tolist() == list(range(1, 10))
     with pytest.raises(OverflowError, match="small cannot hold over 10 strings"):
         v.intern_many(["k9", "k10"])
+
+
+def test_a_vocabularys_normalised_forms_follow_its_strings_as_they_grow():
+    from screener.pipeline.normalise import normalise
+
+    vocab = Vocabulary("consignee_id")
+    vocab.intern_many(["C-1", "c\u200b-1", "\uff23-2"])
+    assert vocab.normalised == [normalise(s) for s in vocab.strings] == ["", "c-1", "c-1", "c-2"]
+    vocab.intern_many([" C-3 ", "C-1"])
+    assert vocab.normalised == [normalise(s) for s in vocab.strings] and len(vocab.normalised) == 5

@@ -11,7 +11,7 @@ from screener.kafka.state_shards import Shard
 from screener.kernels.partition import partitions_of
 from screener.pipeline.decode import RawMessage
 from screener.pipeline.normalise import normalise
-from screener.pipeline.processor import DEAD_LETTER, DECISIONS, BatchProcessor
+from screener.pipeline.processor import DEAD_LETTER, DECISIONS, BatchProcessor, VocabularyGenerations
 from screener.rules import load_pack_screener
 from screener.state.changelog import encode_entities, restore
 from screener.state.route import PARCELS, Router, segments
@@ -44,8 +44,9 @@ def by_parcel(records) -> dict[str, dict]:
     return out
 
 
-def two_stage(rules, raws: list[RawMessage], partitions: int, batch: int):
-    """Stage one in batches, its records appended to per-partition logs, each log screened by its shard."""
+def two_stage(rules, raws: list[RawMessage], partitions: int, batch: int, vocabularies=None):
+    """Stage one in batches, its records appended to per-partition logs, each log screened by its shard
+    (the shards sharing `vocabularies`, as a worker's do, when given)."""
     stage_one = BatchProcessor(rules, router=Router(partitions))
     logs: dict[int, list[bytes]] = {}
     first: list = []
@@ -55,7 +56,7 @@ def two_stage(rules, raws: list[RawMessage], partitions: int, batch: int):
                 logs.setdefault(record[3], []).append(record[2])
             else:
                 first.append(record)
-    shards = {p: Shard(rules, {}) for p in logs}
+    shards = {p: Shard(rules, {}, vocabularies=vocabularies) for p in logs}
     second: list = []
     for p, log in sorted(logs.items()):
         for offset, value in enumerate(log):
@@ -73,6 +74,15 @@ def test_two_stages_decide_every_parcel_as_one_stateful_screener_would(rules):
     split = by_parcel(second)
     assert split == whole
     assert any(r["rule_id"].startswith("R2_") for d in whole.values() for r in d["reasons"])
+
+
+def test_shards_sharing_one_vocabulary_decide_as_shards_with_their_own(rules):
+    raws = traffic(16)
+    _, own, _ = two_stage(rules, raws, partitions=3, batch=4)
+    _, shared, shards = two_stage(rules, raws, partitions=3, batch=4, vocabularies=VocabularyGenerations())
+    assert by_parcel(shared) == by_parcel(own) and len(by_parcel(own)) == 16 * 40 - 1
+    vocabs = {id(s.processor.vocab) for s in shards.values()}
+    assert len(vocabs) == 1 and len(shards) == 3
 
 
 def test_each_consignee_lives_in_one_state_partition_and_manifests_say_how_they_were_split(rules):
