@@ -7,8 +7,11 @@
 Both run `screener worker` (one process, the run's GC settings) over the same backlog of manifests of
 500: the default pack, and the default pack plus rules/stateful.toml's rules (R2, R3, R11, R12) and a
 capacity limit (R15), which re-keys parcels by consignee through the `parcels` topic and writes
-`state-changelog`. Prints each one's best round and the ratio (issue 10's target: at least 0.6), per
-parcels/s and per CPU-second; writes benchmarks/stateful-results.json. The full run
+`state-changelog`. A round's rate runs from its first output (for the stateful worker its first re-keyed
+record, as work before the first decision counts too) to its last decision. Prints each one's best round
+and the ratio (issue 10's target: at least 0.6), per parcels/s and per CPU-second, then the same pair
+without a broker (`compute_only`: both stages called in this process), which tells the compute from the
+second trip through Kafka; writes benchmarks/stateful-results.json. The full run
 (`python -m benchmarks.run --full`) measures the same pair among the other contenders.
 """
 
@@ -24,6 +27,7 @@ from pathlib import Path
 from screener.kafka.broker import EmbeddedBroker
 
 from . import endtoend
+from .ceiling import WORKER_GC_THRESHOLD
 from .contenders import Contender, Env, screener, stateful_contender
 from .endtoend import topics
 from .hitpacks import compose_stateful
@@ -32,6 +36,7 @@ from .run import _ratio, log, run_rounds
 from .workload import make_pool
 
 HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
 
 
 async def compare(parcels: int, rounds: int, partitions: int, workdir: Path, profile: Path | None = None) -> dict:
@@ -69,6 +74,61 @@ async def _profile(env: Env, pool, best: dict, out: Path, pack: Path) -> dict:
     return res
 
 
+def compute_only(pool, pack: Path, parcels: int, rounds: int, partitions: int, batch: int = 64) -> dict:
+    """The same two pipelines without a broker: stage one and stage two called directly, batches of `batch`
+    manifests, the worker's GC settings; best of `rounds` each, interleaved. Tells the compute apart from
+    what the second trip through Kafka (produce, fetch, acknowledge) costs."""
+    import gc
+    import time
+
+    from screener.kafka.state_shards import Shard
+    from screener.pipeline.decode import RawMessage
+    from screener.pipeline.processor import BatchProcessor, VocabularyGenerations
+    from screener.rules import load_pack_screener
+    from screener.state.risk import RiskStats
+    from screener.state.route import PARCELS, Router
+
+    plain_rules, state_rules = load_pack_screener(REPO / "rules" / "default.toml"), load_pack_screener(pack)
+    values = list(pool.stream(pool.messages_for(parcels)))
+    batches = [[RawMessage(v, "manifests", 0, at + k) for k, v in enumerate(values[at:at + batch])]
+               for at in range(0, len(values), batch)]
+    n = len(values) * pool.parcels_per_message
+
+    def plain() -> float:
+        processor = BatchProcessor(plain_rules)
+        t0 = time.perf_counter()
+        for raws in batches:
+            processor.process(raws)
+        return time.perf_counter() - t0
+
+    def stateful() -> float:
+        stage_one = BatchProcessor(state_rules, router=Router(partitions))
+        risk, vocabularies = RiskStats(), VocabularyGenerations()
+        shards = [Shard(state_rules, {}, partitions, risk, vocabularies) for _ in range(partitions)]
+        offsets = [0] * partitions
+        t0 = time.perf_counter()
+        for raws in batches:
+            by_partition: dict[int, list] = {}
+            for kind, _, value, p in stage_one.process(raws).records:
+                if kind == PARCELS:
+                    by_partition.setdefault(p, []).append(RawMessage(value, PARCELS, p, offsets[p]))
+                    offsets[p] += 1
+            for p, records in sorted(by_partition.items()):
+                shards[p].screen(p, records)
+        return time.perf_counter() - t0
+
+    gc.set_threshold(*WORKER_GC_THRESHOLD)
+    best = {"stateless": float("inf"), "stateful": float("inf")}
+    for r in range(rounds):
+        for name, run in ((("stateless", plain), ("stateful", stateful)) if r % 2 == 0
+                          else (("stateful", stateful), ("stateless", plain))):
+            best[name] = min(best[name], run())
+            log(f"compute only, round {r + 1}/{rounds}: {name} {n / best[name]:,.0f} parcels/s (best so far)")
+    rates = {name: round(n / s, 1) for name, s in best.items()}
+    return {"parcels": n, "stateless_parcels_per_s": rates["stateless"], "stateful_parcels_per_s": rates["stateful"],
+            "ratio": _ratio(rates["stateful"], rates["stateless"])}
+
+
 def main(argv: list[str] | None = None) -> dict:
     """Command line entry point."""
     ap = argparse.ArgumentParser(description="stateful vs stateless screener throughput")
@@ -81,13 +141,17 @@ def main(argv: list[str] | None = None) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix="bench-stateful-"))
     try:
         results = asyncio.run(compare(args.parcels, args.rounds, args.partitions, workdir, args.profile))
+        # After the broker runs (their processes gone): the same work without Kafka, in this process.
+        results["compute_only"] = compute_only(make_pool(500, 20_000, 71), compose_stateful(workdir / "packs"),
+                                               args.parcels, args.rounds, args.partitions)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     for key in ("screener_500", "screener_500_stateful"):
         log(f"{key}: best {results[key]['parcels_per_s']:,.0f} parcels/s, "
             f"{results[key]['best_parcels_per_core_s']} per CPU-s")
-    print(f"stateful_ratio {results['stateful_ratio']} (per CPU-s {results['stateful_ratio_per_core']})")
+    print(f"stateful_ratio {results['stateful_ratio']} (per CPU-s {results['stateful_ratio_per_core']}); "
+          f"compute only {results['compute_only']['ratio']}")
     return results
 
 

@@ -189,16 +189,18 @@ def _rebased(rows, order, span, new_start, seg_rows, seg_bounds, seg_msg, heads)
     inherited = (ln[CARRIER_CODE] >= 0) & ((c < span[0, order]) | (c >= span[1, order]))
     st = st + delta
     st[CARRIER_CODE] = np.where(inherited, seg_bounds[seg_of] + carrier[seg_of, 0], st[CARRIER_CODE])
-    per_row = np.bincount(rows.item_parent, minlength=span.shape[1])[order]
+    # Items follow their parcels: row r's items are [first[r], first[r + 1]) before, in `order` after.
+    counts = np.bincount(rows.item_parent, minlength=span.shape[1])
+    first = np.zeros(span.shape[1] + 1, np.int64)
+    np.cumsum(counts, out=first[1:])
+    per_row = counts[order]
     item_bounds = np.zeros(len(order) + 1, np.int64)
     np.cumsum(per_row, out=item_bounds[1:])
-    first = np.zeros(span.shape[1] + 1, np.int64)
-    np.cumsum(np.bincount(rows.item_parent, minlength=span.shape[1]), out=first[1:])
     items = np.repeat(first[order] - item_bounds[:-1], per_row) + np.arange(item_bounds[-1])
     parent = np.repeat(np.arange(len(order)), per_row)
     mid = _heads_at(heads, seg_msg, "manifest_id")
     mid[:, 0] += seg_bounds[:-1]
-    fields = np.concatenate((_heads_at(heads, seg_msg, "carrier_code"), _heads_at(heads, seg_msg, "master_bill_no")), 1)
+    fields = np.concatenate((carrier, _heads_at(heads, seg_msg, "master_bill_no")), 1)
     fields[:, 0::2] = np.where(fields[:, 1::2] >= 0, fields[:, 0::2] + seg_bounds[:-1, None], -1)
     scan = ScanResult(
         np.ones(n_seg, np.bool_), np.zeros(n_seg, np.bool_), mid, fields, seg_of,
@@ -224,7 +226,7 @@ def segments_and_columns(value: bytes, topic: str, partition: int, offset: int,
     newline = value.index(b"\n")
     header = orjson.loads(value[:newline])
     out, at, before = [], newline + 1, 0
-    bounds = [at]
+    bounds, keys = [at], []
     for meta in header["segments"]:
         body = value[at:at + meta["size"]]
         at += meta["size"]
@@ -232,14 +234,14 @@ def segments_and_columns(value: bytes, topic: str, partition: int, offset: int,
         route = {"source": meta["source"], "shard": meta["shard"], "shards": meta["shards"],
                  "dead_lettered": meta["dead_lettered"], "seq": (offset << 24) + before}
         out.append(RawMessage(body, topic, partition, offset, timestamp_ms, None, route))
-        before += _parcel_count(body)
+        # Each parcel has the key once (no string holds a quote on the fast path); +1: positions need only grow.
+        keys.append(body.count(b'"parcel_id"'))
+        before += keys[-1] + 1
     columns = header.get("columns")
     scanned = None
     if type(columns) is int and at + columns == len(value) and utf8(value[bounds[0]:at]):
         scanned = decode_block(value[at:], np.asarray(bounds, dtype=np.int64))
+    # A block that leaves out a parcel would lose it: the count of rows per segment must be the key count.
+    if scanned is not None and np.bincount(scanned.message, minlength=len(keys)).tolist() != keys:
+        scanned = None
     return out, scanned
-
-
-def _parcel_count(body: bytes) -> int:
-    """At least the segment's parcels (each has the key), for sequence numbering: positions only need to grow."""
-    return body.count(b'"parcel_id"') + 1

@@ -153,3 +153,27 @@ def test_a_parcel_too_large_with_its_block_goes_without_one_and_is_still_decided
     assert any(segments_and_columns(r[2], PARCELS, 0, 0)[1] is not None for r in records)
     decided = decisions(Shard(rules, {}).screen(0, [RawMessage(r[2], PARCELS, 0, k) for k, r in enumerate(records)]).records)
     assert big["parcel_id"] in decided and len(decided) == len(doc["parcels"])
+
+
+def test_a_block_that_leaves_out_a_parcel_is_refused_and_the_parcel_still_decided(rules):
+    from screener.state.segment_columns import encode_block
+
+    value = re_keyed(rules, traffic(9, manifests=1, bare=0), 1)[0][2]
+    messages, scanned = segments_and_columns(value, PARCELS, 0, 0)
+    last = scanned.message.shape[0] - 1          # drop the last row (and its items): spans still fit
+    items = scanned.item_parent < last
+    fewer = scanned._replace(
+        message=scanned.message[:last], parcel_span=scanned.parcel_span[:, :last],
+        str_start=scanned.str_start[:, :last], str_len=scanned.str_len[:, :last],
+        numbers=scanned.numbers[:, :last], event_ms=scanned.event_ms[:last], item_parent=scanned.item_parent[items],
+        item_str_start=scanned.item_str_start[:, items], item_str_len=scanned.item_str_len[:, items],
+        item_numbers=scanned.item_numbers[:, items])
+    newline = value.index(b"\n")
+    header = orjson.loads(value[:newline])
+    docs = value[newline + 1:newline + 1 + sum(s["size"] for s in header["segments"])]
+    block = encode_block(fewer)
+    header["columns"] = len(block)
+    damaged = orjson.dumps(header) + b"\n" + docs + block
+    assert segments_and_columns(damaged, PARCELS, 0, 0)[1] is None
+    decided = decisions(Shard(rules, {}).screen(0, [RawMessage(damaged, PARCELS, 0, 0)]).records)
+    assert len(decided) == sum(len(orjson.loads(m.value)["parcels"]) for m in messages)
