@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
+import os
+import signal
 import sys
 import threading
 import time
@@ -27,10 +30,45 @@ def topic_prefix_option(f):
     return click.option("--topic-prefix", default=None, help="Prefix of all topic names (env SCREENER_TOPIC_PREFIX).")(f)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    """A command group whose heavier subcommands are imported only when they run (or help lists them)."""
+
+    # name -> "module:attribute". `screener worker` must reach its signal handlers quickly, and importing
+    # the rule compiler (Numba) for every command took about half a second.
+    LAZY = {"rules": "screener.rules.cli:rules", "status": "screener.ops.status:status",
+            "inspect": "screener.kafka.inspect_cli:inspect", "backtest": "screener.backtest.cli:backtest",
+            "train": "screener.model.cli:train"}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """Eager and lazy commands, sorted."""
+        return sorted([*super().list_commands(ctx), *self.LAZY])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """The named command, importing its module if it is a lazy one."""
+        if cmd_name not in self.LAZY:
+            return super().get_command(ctx, cmd_name)
+        module, attribute = self.LAZY[cmd_name].split(":")
+        return getattr(importlib.import_module(module), attribute)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="parcel-screener")
 def main() -> None:
     """Parcel risk screener: Kafka manifests in, one explained decision per parcel out."""
+
+
+def exit_on_stop_signals() -> None:
+    """Until the worker installs its own handlers, SIGINT or SIGTERM ends the process at once."""
+    # Nothing is consumed yet, so there is nothing to stop gracefully. Installed explicitly because a worker
+    # started in the background by a non-interactive shell inherits SIGINT ignored: a SIGINT during the
+    # warm-up was lost, and the worker then ran until stopped again (seen in CI).
+    def stop(signum, _frame):
+        sys.stderr.write(f"worker: {signal.Signals(signum).name} before the worker started; exiting\n")
+        sys.stderr.flush()
+        os._exit(128 + signum)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, stop)
 
 
 def load_settings(overrides: dict) -> Settings:
@@ -113,6 +151,7 @@ def load_and_warm_screener(pack: str | None):
               help="Worker processes of the group on this machine (env SCREENER_PROCESSES; 0 = one per core).")
 def worker(**flags) -> None:
     """Run a screening worker (scale out by starting more in the same group)."""
+    exit_on_stop_signals()   # first: the imports and the warm-up below take seconds
     from screener.kafka.connectivity import BrokerUnreachable, BrokerWatch
     from screener.kafka.processes import process_count, run_processes
     from screener.kafka.worker import run_worker
@@ -387,28 +426,6 @@ def demo(**opts) -> None:
 
     sys.exit(run_demo(**opts))
 
-
-def _register_optional_commands() -> None:
-    # Command groups owned by other modules; the CLI works without them while they are being built.
-    try:
-        from screener.rules.cli import rules
-        main.add_command(rules)
-    except ImportError:
-        pass
-    try:
-        from screener.ops.status import status
-        main.add_command(status)
-    except ImportError:
-        pass
-    from screener.kafka.inspect_cli import inspect
-    main.add_command(inspect)
-    from screener.backtest.cli import backtest
-    from screener.model.cli import train
-    main.add_command(backtest)
-    main.add_command(train)
-
-
-_register_optional_commands()
 
 if __name__ == "__main__":
     main()

@@ -126,3 +126,27 @@ def test_a_worker_without_a_kafka_broker_exits_with_one_line(tmp_path):
     finally:
         http.kill()
         http.wait()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_worker_started_with_signals_ignored_still_stops_on_one_during_its_warm_up(tmp_path, sig):
+    # A non-interactive shell starts background jobs with SIGINT ignored, and the child inherits that:
+    # a SIGINT sent during the warm-up was lost and the worker went on (a CI run of the test above).
+    def ignore_stop_signals():
+        for s in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(s, signal.SIG_IGN)
+
+    proc = subprocess.Popen([sys.executable, "-m", "screener.cli", "worker", "--broker", f"kafka://127.0.0.1:{free_port()}",
+                             "--broker-wait", "40", "--processes", "1", "--data-dir", str(tmp_path / "data")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=ignore_stop_signals)
+    try:
+        time.sleep(0.5)   # Python is up, the rule compiler and Faust are still importing or warming up
+        assert stop_within(proc, sig) <= 5
+        assert proc.returncode == 128 + sig
+        assert f"{signal.Signals(sig).name} before the worker started" in proc.stderr.read().decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        proc.stderr.close()
