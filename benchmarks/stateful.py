@@ -3,6 +3,7 @@
     python -m benchmarks.stateful                     # 100,000 parcels, 3 rounds each
     python -m benchmarks.stateful --parcels 300000 --rounds 2
     python -m benchmarks.stateful --profile /tmp/stateful.speedscope.json   # then py-spy the stateful worker
+    python -m benchmarks.stateful --consignees recycled   # every copy of the pool re-sends the same consignees
 
 Both run `screener worker` (one process, the run's GC settings) over the same backlog of manifests of
 500: the default pack, and the default pack plus rules/stateful.toml's rules (R2, R3, R11, R12) and a
@@ -12,7 +13,14 @@ record, as work before the first decision counts too) to its last decision. Prin
 and the ratio (issue 10's target: at least 0.6), per parcels/s and per CPU-second, then the same pair
 without a broker (`compute_only`: both stages called in this process), which tells the compute from the
 second trip through Kafka; writes benchmarks/stateful-results.json. The full run
-(`python -m benchmarks.run --full`) measures the same pair among the other contenders.
+(`python -m benchmarks.run --full`) measures the same pair among the other contenders (recycled consignees).
+
+Consignees. The backlog is copies of one 20,000-parcel pool. By default (`fresh`) each copy renames its
+consignees, so distinct consignees grow with the traffic as on a real day. With `recycled`, copy r sends
+every consignee of the pool the same parcels, same event times, for the r-th time: at 300,000 parcels each
+consignee has 15 parcels within the same millisecond. Each parcel walks its consignee's retained window
+(screener/state/consignee.py), so that shape slows stage two as the run grows; it is the one measured
+before this option existed.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import asyncio
 import json
 import shutil
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 from screener.kafka.broker import EmbeddedBroker
@@ -33,18 +42,24 @@ from .endtoend import topics
 from .hitpacks import compose_stateful
 from .kafka import create_topics, publish
 from .run import _ratio, log, run_rounds
-from .workload import make_pool
+from .workload import Pool, make_pool
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 
 
-async def compare(parcels: int, rounds: int, partitions: int, workdir: Path, profile: Path | None = None) -> dict:
+def benchmark_pool(consignees: str) -> Pool:
+    """The manifests both workers get; `fresh`: every copy of the pool renames its consignees."""
+    return replace(make_pool(500, 20_000, 71), fresh_consignees=consignees == "fresh")
+
+
+async def compare(parcels: int, rounds: int, partitions: int, workdir: Path, profile: Path | None = None,
+                  consignees: str = "fresh") -> dict:
     """Best rounds of the stateless and the stateful worker, and their ratios (and a profile of the stateful one)."""
     broker = EmbeddedBroker.start(log_path=str(workdir / "broker.log"))
     try:
         env = Env(broker.bootstrap, broker.url, broker.process.pid, workdir, partitions)
-        pool = make_pool(500, 20_000, 71)
+        pool = benchmark_pool(consignees)
         pack = compose_stateful(workdir / "packs")
         contenders = [Contender("screener_500", 500, parcels, screener, "`screener worker`, default pack"),
                       stateful_contender(parcels, pack)]
@@ -54,8 +69,8 @@ async def compare(parcels: int, rounds: int, partitions: int, workdir: Path, pro
     finally:
         broker.stop()
     plain, state = best["screener_500"], best["screener_500_stateful"]
-    return {"command": f"python -m benchmarks.stateful --parcels {parcels} --rounds {rounds}",
-            "partitions": partitions, **best,
+    return {"command": f"python -m benchmarks.stateful --parcels {parcels} --rounds {rounds} --consignees {consignees}",
+            "partitions": partitions, "consignees": consignees, **best,
             "stateful_ratio": _ratio(state["parcels_per_s"], plain["parcels_per_s"]),
             "stateful_ratio_per_core": _ratio(state["best_parcels_per_core_s"], plain["best_parcels_per_core_s"])}
 
@@ -137,12 +152,16 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--partitions", type=int, default=4)
     ap.add_argument("--json", default=str(HERE / "stateful-results.json"))
     ap.add_argument("--profile", type=Path, help="after the rounds, py-spy the stateful worker into this file")
+    ap.add_argument("--consignees", choices=("fresh", "recycled"), default="fresh",
+                    help="fresh: each copy of the 20,000-parcel pool has consignees of its own (as on a real day); "
+                         "recycled: every copy sends the same consignees identical parcels again")
     args = ap.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="bench-stateful-"))
     try:
-        results = asyncio.run(compare(args.parcels, args.rounds, args.partitions, workdir, args.profile))
+        results = asyncio.run(compare(args.parcels, args.rounds, args.partitions, workdir, args.profile,
+                                      args.consignees))
         # After the broker runs (their processes gone): the same work without Kafka, in this process.
-        results["compute_only"] = compute_only(make_pool(500, 20_000, 71), compose_stateful(workdir / "packs"),
+        results["compute_only"] = compute_only(benchmark_pool(args.consignees), compose_stateful(workdir / "packs"),
                                                args.parcels, args.rounds, args.partitions)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

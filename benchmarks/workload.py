@@ -28,6 +28,7 @@ class Pool:
     messages: list[bytes]
     parcels_per_message: int
     seed: int
+    fresh_consignees: bool = False   # what stream() does unless told: copies rename their consignees
 
     @property
     def parcels(self) -> int:
@@ -43,10 +44,12 @@ class Pool:
         msg = msg.replace(pid, pid[:-1] + suffix).replace(mid, mid[:-1] + suffix)
         return rename_consignees(msg, suffix) if fresh_consignees and r else msg
 
-    def stream(self, count: int, tag: bytes = b"", start: int = 0, fresh_consignees: bool = False) -> Iterator[bytes]:
+    def stream(self, count: int, tag: bytes = b"", start: int = 0,
+               fresh_consignees: bool | None = None) -> Iterator[bytes]:
         """`count` distinct messages (and, with `fresh_consignees`, new consignees in every copy of the pool)."""
+        fresh = self.fresh_consignees if fresh_consignees is None else fresh_consignees
         for i in range(start, start + count):
-            yield self.copy(i, tag, fresh_consignees)
+            yield self.copy(i, tag, fresh)
 
     def messages_for(self, parcels: int) -> int:
         """Messages needed to carry at least `parcels` parcels."""

@@ -23,6 +23,7 @@ entirely: it changes nothing and all its columns are NaN. For every other parcel
   its columns are computed from the current state. `seq` must therefore grow strictly over the parcels of
   a partition, e.g. (message offset << 20) | parcel index, not the bare offset of a multi-parcel message.
 - Applying a parcel that is not a replay: last_seq = seq, first_seen_ms = min, last_seen_ms = max.
+  (Window events beyond the bound below are dropped, oldest-added first, before a new one joins.)
   It is *too late* when t < W - lateness_ms (store counter `late_events` += 1).
   It is a *duplicate* when a retained event of the entity has the same pid_hash (the same parcel sent
   again); a duplicate changes no aggregate: not the window, not the year total, not the parcel count.
@@ -45,8 +46,12 @@ year total float64, parcel count int32) plus the Vocabulary's entry (a 4-byte ta
 an 8-byte offset and the key's bytes: 25-30 bytes for 11-byte keys); per retained window event 32 bytes
 (time, value, pid hash, ordinal, next). benchmarks/state_memory.py measures it: 10M consignees with one
 event each, 100 bytes per entity in use, 102 by RSS growth (the heap outgrown arrays held is given back).
-Each parcel walks its entity's window list (dedup and sums),
-so a parcel costs O(the entity's retained events): fine for thousands per window, not for millions.
+Each parcel walks its entity's window list (dedup and sums), so a parcel costs O(the entity's retained
+events). Bound: an entity keeps at most `max_events` (MAX_WINDOW_EVENTS, 1,024) retained events. Adding one
+more first drops the oldest-added (store counter `bounded_events`), so one consignee flooded with parcels
+costs each of its parcels at most that walk, and its changelog record stays small. For such an entity the
+24h count and value cover only its newest `max_events` events: they are lower bounds, and the count
+stays at max_events while the flood goes on. A duplicate of a dropped event is no longer recognised.
 `expire()` compacts (a fresh Vocabulary and arrays of live entities only) when over half the slots are dead.
 Slots from `slots_of` are valid until the next `expire()` or `restore`.
 """
@@ -71,7 +76,10 @@ COLUMNS = (
 # The watermark before anything was applied: far in the past, yet W - window - lateness - ttl cannot overflow.
 NO_TIME = -(1 << 62)
 # Store-wide counters in `meta` (int64), one array so the kernels can update them in place.
-_W, _LATE, _HWM, _FREE, _LIVE, _EVENTS = 0, 1, 2, 3, 4, 5
+_W, _LATE, _HWM, _FREE, _LIVE, _EVENTS, _BOUNDED = 0, 1, 2, 3, 4, 5, 6
+# Window events kept per entity at most: a parcel walks its entity's list, so this bounds its cost (and the
+# size of the entity's changelog record) whatever one consignee receives.
+MAX_WINDOW_EVENTS = 1024
 _INITIAL = 1024
 
 
@@ -102,8 +110,9 @@ def free_events(k, head, ev_next, meta):
 
 @nb.njit(cache=True)
 def find_retained(k, pid, keep_after, head, ev_ms, ev_pid, ev_next, meta):
-    """Entity k's retained event with this pid_hash (-1: none), dropping events not retained on the way."""
+    """(entity k's retained event with this pid_hash or -1, its retained events), dropping the others on the way."""
     match = -1
+    retained = 0
     prev = -1
     e = head[k]
     while e >= 0:
@@ -120,16 +129,38 @@ def find_retained(k, pid, keep_after, head, ev_ms, ev_pid, ev_next, meta):
         else:
             if ev_pid[e] == pid:
                 match = e
+            retained += 1
             prev = e
         e = nxt
-    return match
+    return match, retained
+
+
+@nb.njit(cache=True)
+def drop_oldest(k, keep, head, ev_next, meta):
+    """Free entity k's events after its `keep` newest-added ones (the bound on a window's events)."""
+    if keep <= 0:
+        rest = head[k]
+        head[k] = -1
+    else:
+        e = head[k]
+        for _ in range(keep - 1):
+            e = ev_next[e]
+        rest = ev_next[e]
+        ev_next[e] = -1
+    while rest >= 0:
+        nxt = ev_next[rest]
+        ev_next[rest] = meta[_FREE]
+        meta[_FREE] = rest
+        meta[_EVENTS] -= 1
+        meta[_BOUNDED] += 1
+        rest = nxt
 
 
 @nb.njit(cache=True)
 def apply_kernel(slots, seq, event_ms, value_usd, pid_hash,
                  head, first_seen, last_seen, last_seq, year, year_value, parcels,
                  ev_ms, ev_value, ev_pid, ev_ord, ev_next, meta,
-                 window_ms, lateness_ms, ttl_ms, out, changed):
+                 window_ms, lateness_ms, ttl_ms, max_events, out, changed):
     """Apply parcels in order and write their six columns to out[6, n]; returns how many entries of
     `changed` (slots changed, repeats allowed) were written. The caller guarantees room for n new events."""
     n_changed = 0
@@ -156,7 +187,7 @@ def apply_kernel(slots, seq, event_ms, value_usd, pid_hash,
         if parcels[k] == 0:
             head[k] = -1    # head is meaningful only while the entity holds state (grown arrays are zeros)
         replay = alive and seq[i] <= last_seq[k]
-        match = find_retained(k, pid, keep_after, head, ev_ms, ev_pid, ev_next, meta)
+        match, retained = find_retained(k, pid, keep_after, head, ev_ms, ev_pid, ev_next, meta)
         if not replay:
             if parcels[k] == 0:
                 first_seen[k] = t
@@ -173,6 +204,8 @@ def apply_kernel(slots, seq, event_ms, value_usd, pid_hash,
                 ordinal = parcels[k]
                 parcels[k] += 1
                 if not late:
+                    if retained >= max_events:
+                        drop_oldest(k, max_events - 1, head, ev_next, meta)
                     e = meta[_FREE]
                     if e >= 0:
                         meta[_FREE] = ev_next[e]
@@ -272,12 +305,15 @@ class ConsigneeState:
     ENTITY_ARRAYS = ("head", "first_seen", "last_seen", "last_seq", "year", "year_value", "parcels")
     EVENT_ARRAYS = ("ev_ms", "ev_value", "ev_pid", "ev_ord", "ev_next")
 
-    __slots__ = ("window_ms", "lateness_ms", "ttl_ms", "vocab", "meta", "_changed", *ENTITY_ARRAYS, *EVENT_ARRAYS)
+    __slots__ = ("window_ms", "lateness_ms", "ttl_ms", "max_events", "vocab", "meta", "_changed", *ENTITY_ARRAYS, *EVENT_ARRAYS)
 
-    def __init__(self, window_ms: int = DAY_MS, lateness_ms: int = 6 * HOUR_MS, ttl_ms: int = 180 * DAY_MS) -> None:
-        if window_ms <= 0 or lateness_ms < 0 or ttl_ms <= window_ms + lateness_ms:
-            raise ValueError("need window_ms > 0, lateness_ms >= 0 and ttl_ms > window_ms + lateness_ms")
+    def __init__(self, window_ms: int = DAY_MS, lateness_ms: int = 6 * HOUR_MS, ttl_ms: int = 180 * DAY_MS,
+                 max_events: int = MAX_WINDOW_EVENTS) -> None:
+        if window_ms <= 0 or lateness_ms < 0 or ttl_ms <= window_ms + lateness_ms or max_events < 1:
+            raise ValueError("need window_ms > 0, lateness_ms >= 0, ttl_ms > window_ms + lateness_ms "
+                             "and max_events >= 1")
         self.window_ms, self.lateness_ms, self.ttl_ms = int(window_ms), int(lateness_ms), int(ttl_ms)
+        self.max_events = int(max_events)
         self.vocab = Vocabulary("consignee_state")
         self.meta = np.zeros(8, dtype=np.int64)
         self.meta[_W] = NO_TIME
@@ -329,6 +365,11 @@ class ConsigneeState:
     def late_events(self) -> int:
         """Parcels applied too late for the window and year total since this store was made (not restored)."""
         return int(self.meta[_LATE])
+
+    @property
+    def bounded_events(self) -> int:
+        """Window events dropped since this store was made because their entity held max_events newer ones."""
+        return int(self.meta[_BOUNDED])
 
     def nbytes(self) -> int:
         """Bytes allocated by the store's arrays and its Vocabulary."""
@@ -426,7 +467,7 @@ class ConsigneeState:
         m = apply_kernel(slots, seq, event_ms, value_usd, pid_hash,
                          self.head, self.first_seen, self.last_seen, self.last_seq, self.year, self.year_value,
                          self.parcels, self.ev_ms, self.ev_value, self.ev_pid, self.ev_ord, self.ev_next, self.meta,
-                         self.window_ms, self.lateness_ms, self.ttl_ms, out, changed)
+                         self.window_ms, self.lateness_ms, self.ttl_ms, self.max_events, out, changed)
         self._changed = np.unique(changed[:m])
         return dict(zip(COLUMNS, out))
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from screener.state.capacity import WINDOW_HOURS
-from screener.state.consignee import COLUMNS, DAY_MS, HOUR_MS
+from screener.state.consignee import COLUMNS, DAY_MS, HOUR_MS, MAX_WINDOW_EVENTS
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -49,11 +49,13 @@ class Entity:
 class ReferenceConsigneeState:
     """The consignee store of one partition, plainly: a dict of key -> Entity."""
 
-    def __init__(self, window_ms: int = DAY_MS, lateness_ms: int = 6 * HOUR_MS, ttl_ms: int = 180 * DAY_MS) -> None:
-        self.window_ms, self.lateness_ms, self.ttl_ms = window_ms, lateness_ms, ttl_ms
+    def __init__(self, window_ms: int = DAY_MS, lateness_ms: int = 6 * HOUR_MS, ttl_ms: int = 180 * DAY_MS,
+                 max_events: int = MAX_WINDOW_EVENTS) -> None:
+        self.window_ms, self.lateness_ms, self.ttl_ms, self.max_events = window_ms, lateness_ms, ttl_ms, max_events
         self.entities: dict[str, Entity] = {}
         self.watermark: int | None = None
         self.late_events = 0
+        self.bounded_events = 0
 
     def apply(self, keys: list[str], seq, event_ms, value_usd, pid_hash) -> dict[str, list[float]]:
         """Apply parcels in order; their state columns by name."""
@@ -102,6 +104,10 @@ class ReferenceConsigneeState:
                 ordinal = entity.parcels
                 entity.parcels += 1
                 if not late:
+                    drop = len(entity.events) - (self.max_events - 1)
+                    if drop > 0:    # the oldest-added go: an entity keeps at most max_events
+                        del entity.events[:drop]
+                        self.bounded_events += drop
                     entity.events.append(Event(t, value, pid, ordinal))
                     year = utc_year(t)
                     if year > entity.year:

@@ -16,18 +16,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from screener.state.changelog import HEADER, encode_entities, restore
-from screener.state.consignee import COLUMNS, DAY_MS, HOUR_MS, ConsigneeState
+from screener.state.consignee import COLUMNS, DAY_MS, HOUR_MS, MAX_WINDOW_EVENTS, ConsigneeState
 from screener.state.reference import ReferenceConsigneeState, utc_year
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 BASE = 1735603200000          # 2024-12-31T00:00:00Z: a day before the year boundary
 KEYS = ["", "a", "b", "c", "é"]
 VALUES = [0.0, 1.0, 0.1, 0.2, 0.3, 1e6, 12.5, 1e-3, math.nan, -0.0, math.inf]
-PARAMS = [  # (window, lateness, ttl)
-    (10 * HOUR_MS, 3 * HOUR_MS, 2 * DAY_MS),
-    (24 * HOUR_MS, 0, 26 * HOUR_MS),
-    (5 * HOUR_MS, 20 * HOUR_MS, 3 * DAY_MS),
-    (2 * HOUR_MS, HOUR_MS, 4 * HOUR_MS),   # entities forgotten all the time
+PARAMS = [  # (window, lateness, ttl, max_events): small bounds so that dropping the oldest events runs too
+    (10 * HOUR_MS, 3 * HOUR_MS, 2 * DAY_MS, MAX_WINDOW_EVENTS),
+    (24 * HOUR_MS, 0, 26 * HOUR_MS, 3),
+    (5 * HOUR_MS, 20 * HOUR_MS, 3 * DAY_MS, 2),
+    (2 * HOUR_MS, HOUR_MS, 4 * HOUR_MS, MAX_WINDOW_EVENTS),   # entities forgotten all the time
+    (24 * HOUR_MS, 6 * HOUR_MS, 3 * DAY_MS, 1),
 ]
 
 
@@ -100,6 +101,7 @@ def test_fast_store_equals_reference(rows, params, cuts, expire_at):
             assert {k.decode() for k in fast.expire()} == set(ref.expire())
         assert fast.snapshot() == ref.snapshot()
     assert fast.watermark == ref.watermark and fast.late_events == ref.late_events
+    assert fast.bounded_events == ref.bounded_events
 
 
 @SETTINGS
@@ -187,6 +189,22 @@ def test_split_shipments_window_and_duplicates():
     assert cols["consignee_24h_value_usd"].tolist() == [100, 150, 175, 175, 35]
     assert cols["consignee_parcels_before"].tolist() == [0, 1, 2, 2, 3]
     assert cols["consignee_year_value_usd"].tolist() == [100, 150, 175, 175, 10]   # 2025 began in between
+
+
+def test_a_flooded_consignee_keeps_a_bounded_window_and_changelog_record():
+    # An attacker (or a consolidator address) sends one consignee 20,000 parcels within an hour: each parcel
+    # walks the consignee's window, so without the bound the batch would cost 200 million steps.
+    s = ConsigneeState(max_events=64)
+    n = 20_000
+    cols = s.apply(["x"] * n, np.arange(1, n + 1), BASE + np.arange(n) * 100, np.ones(n), np.arange(n, dtype=np.uint64))
+    assert s.live_events == 64 and s.bounded_events == n - 64
+    assert cols["consignee_24h_count"].tolist() == [*range(1, 65), *[64] * (n - 64)]   # stays at the bound
+    assert cols["consignee_24h_value_usd"][-1] == 64.0                                 # a lower bound
+    assert cols["consignee_parcels_before"][-1] == n - 1                               # counts are exact
+    assert cols["consignee_year_value_usd"][-1] == float(n)
+    _, values = encode_entities(s, s.live_slots())
+    assert len(values[0]) == HEADER + 28 * 64
+    assert ConsigneeState().max_events == MAX_WINDOW_EVENTS == 1024
 
 
 def test_yearly_quota_across_the_year_boundary_with_replays():
