@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from screener.kernels.intern import MAX_CODES, intern_spans, rehash
-from screener.pipeline.normalise import normalise
+from screener.pipeline.normalise import normalise_many
 
 # String fields interned to int32 codes, one vocabulary per field. Code 0 is "missing / empty".
 PARCEL_STRING_FIELDS = (
@@ -113,7 +113,7 @@ class Vocabulary:
     def normalised(self) -> list[str]:
         """The lookup form (screener/pipeline/normalise.py) of every interned string by code, each computed once."""
         strings, keys = self.strings, self._normalised
-        keys.extend(normalise(s) for s in strings[len(keys):])
+        keys.extend(normalise_many(strings[len(keys):]))
         return keys
 
     def nbytes(self) -> int:

@@ -26,10 +26,16 @@ def _drop_invisible(s: str) -> str:
 def normalise(s: str) -> str:
     """The lookup form of a string: NFKC, invisible characters removed, whitespace collapsed, case-folded."""
     if s.isascii() and s.isprintable() and "  " not in s and s == s.strip():
-        return s.casefold()  # the usual case: plain ASCII, nothing to remove
+        return s.casefold()  # the usual case: plain ASCII, nothing to remove (normalise_many inlines this test)
     s = unicodedata.normalize("NFKC", s)
     s = _drop_invisible(s)
     s = _WHITESPACE.sub(" ", s).strip().casefold()
     # Removal and case folding can expose new compatibility forms (a ZWSP between a letter and a
     # combining mark, say); a last NFKC pass makes the function idempotent.
     return unicodedata.normalize("NFKC", s)
+
+
+def normalise_many(strings) -> list[str]:
+    """`normalise` of each string, the plain-ASCII case inline (a vocabulary's new strings, one call per batch)."""
+    return [s.casefold() if s.isascii() and s.isprintable() and "  " not in s and s == s.strip() else normalise(s)
+            for s in strings]

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from screener.pipeline.batch import Vocabularies
-from screener.pipeline.normalise import normalise
+from screener.pipeline.normalise import normalise_many
 from screener.rules.ir import BandTable, PairTable, StrFn, StrPred
 from screener.rules.predicates import matcher, string_number
 
@@ -221,15 +221,19 @@ class _VocabState:
         new = strings[self.seen:n]
         plan = self.plan
         # Predicates compare lookup forms: normalise each new string once, whatever the number of predicates.
-        looked_up = [normalise(s) for s in new] if plan.bools or plan.timed else []
-        spans = [[m.intervals_normalised(s) for s in looked_up] for m in self.timed_matchers]
-        k = max([1] + [len(iv) for col in spans for iv in col])
+        looked_up = normalise_many(new) if plan.bools or plan.timed else []
+        # Only the strings a predicate matches cost more than a probe; the rows of the others keep the fill
+        # their matrices were grown with (no match, no interval), as rows past `seen` were never written.
+        spans = [{r: m.intervals_normalised(looked_up[r]) for r in m.matching(looked_up)}
+                 for m in self.timed_matchers]
+        k = max([1] + [len(iv) for col in spans for iv in col.values()])
         self._grow(n, k)
         lo = self.seen
         for c, m in enumerate(self.bool_matchers):
-            self.B[lo:n, c] = [1 if m.matches_normalised(s) else 0 for s in looked_up]
+            self.B[lo:n, c] = 0
+            self.B[lo + np.asarray(m.matching(looked_up), dtype=np.int64), c] = 1
         for c, col in enumerate(spans):
-            for r, iv in enumerate(col):
+            for r, iv in col.items():
                 for slot, (a, b) in enumerate(iv):
                     self.TF[lo + r, c, slot] = a
                     self.TU[lo + r, c, slot] = b

@@ -126,6 +126,13 @@ class Matcher:
             return list(self.entries)
         return []
 
+    def matching(self, strings: list[str]) -> list[int]:
+        """Positions of the strings (in lookup form) that match anything: a vocabulary's new strings at once."""
+        if self.kind == "in":     # most strings match nothing: one dict probe each, no list built
+            terms = self.by_term
+            return [i for i, s in enumerate(strings) if s in terms]
+        return [i for i, s in enumerate(strings) if self.matches_normalised(s)]
+
     def intervals(self, s: str) -> list[tuple[int, int]]:
         """Merged validity intervals during which the predicate holds for this string."""
         return self.intervals_normalised(normalise(s))

@@ -3,7 +3,7 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from screener.pipeline.normalise import normalise
+from screener.pipeline.normalise import normalise, normalise_many
 
 INVISIBLE = ["\u200b", "\u200c", "\u200d", "\u200e", "\u200f", "\u202a", "\u202e", "\u2066", "\u2069",
              "\ufeff", "\u00ad", "\x00"]
@@ -33,3 +33,9 @@ def test_inserting_invisible_characters_changes_nothing(text, marks, data):
 def test_idempotent_and_never_raises(text):
     once = normalise(text)
     assert normalise(once) == once
+
+
+@given(st.lists(st.one_of(st.text(max_size=20), st.sampled_from(["C-1", " C-1", "C-1 ", "C  1", "C-1\t", "ＡＢ"])),
+                max_size=8))
+def test_normalise_many_is_normalise_of_each(texts):
+    assert normalise_many(texts) == [normalise(t) for t in texts]

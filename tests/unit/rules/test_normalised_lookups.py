@@ -113,6 +113,8 @@ def test_automaton_matchers_equal_the_reference_matcher(kind, terms, texts):
     for s in texts:
         assert sorted(m.matches(s), key=repr) == sorted(naive_matches(pred, s), key=repr), (kind, terms, s)
         assert m.matches_normalised(normalise(s)) == m.matches(s)
+    forms = [normalise(s) for s in texts]
+    assert m.matching(forms) == [i for i, s in enumerate(forms) if naive_matches(pred, s)]
 
 
 def test_keyword_semantics_are_whole_words_after_normalisation():
