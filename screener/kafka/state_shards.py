@@ -150,6 +150,12 @@ class StateShards:
                  n, len(keys), time.perf_counter() - t0)
         return shard
 
+    def sizes(self) -> dict[str, int]:
+        """Consignee state of the partitions held: entities, window events, events dropped by the bound."""
+        stores = [shard.store for shard in list(self.shards.values())]
+        return {"entities": sum(len(s) for s in stores), "window_events": sum(s.live_events for s in stores),
+                "window_events_dropped": sum(s.bounded_events for s in stores)}
+
     def revoke(self, partitions) -> None:
         """Drop the stores of partitions this worker no longer owns."""
         for p in partitions:

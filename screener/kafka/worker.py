@@ -95,9 +95,6 @@ def create_app(settings: Settings, screener: Screener, metrics: PipelineMetrics 
     router = Router(settings.partitions, settings.max_record_bytes) if stateful else None
     processor = BatchProcessor(screener, router=router, **processor_args)
     app.screener_processor = processor  # for observability (vocabulary sizes)
-    if metrics is not None:
-        # Lag, arrival rate, capacity, headroom, drain time and state sizes, sampled every few seconds.
-        attach(app, metrics, settings, vocab=lambda: processor.vocab)
 
     @app.agent(topics["manifests"], name="screen")
     async def screen(stream: faust.StreamT) -> None:
@@ -161,6 +158,10 @@ def create_app(settings: Settings, screener: Screener, metrics: PipelineMetrics 
                     [int((e.message.timestamp or 0) * 1000) for e in events])))
                 while in_flight and (len(in_flight) > MAX_BATCHES_IN_FLIGHT or in_flight[0].done()):
                     await in_flight.popleft()
+
+    if metrics is not None:
+        # Lag, arrival rate, capacity, headroom, drain time and state sizes, sampled every few seconds.
+        attach(app, metrics, settings, vocab=lambda: processor.vocab, entities=shards.sizes if stateful else None)
 
     if feedback:
         @app.task

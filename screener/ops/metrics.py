@@ -178,6 +178,11 @@ class PipelineMetrics:
                                registry=r)
         self.state_entries = Gauge("screener_state_entries", "Entries held in worker state, by kind and name.",
                                    ["kind", "name"], registry=r)
+        self.window_events_dropped = Counter(
+            "screener_state_window_events_dropped",
+            "Consignee window events dropped because their consignee held 1,024 newer ones (a flood: its 24h "
+            "count and value are lower bounds).", registry=r)
+        self._dropped_seen = 0
         for gauge in (self.capacity, self.headroom, self.drain, self.lag_parcels):
             gauge.set(math.nan)
         self._partitions: set[tuple[str, str]] = set()
@@ -269,6 +274,15 @@ class PipelineMetrics:
         """Export the number of entries of each named piece of state of one kind."""
         for name, size in sizes:
             self.state_entries.labels(kind, name).set(size)
+
+    def set_entity_state(self, counts: Mapping[str, int]) -> None:
+        """Export a stateful worker's consignee state: entities and window events held, events dropped so far."""
+        self.set_state_sizes("consignee", ((k, v) for k, v in counts.items() if k != "window_events_dropped"))
+        dropped = int(counts.get("window_events_dropped", 0))
+        # The stores' counters restart when partitions move: only growth is counted.
+        if dropped > self._dropped_seen:
+            self.window_events_dropped.inc(dropped - self._dropped_seen)
+        self._dropped_seen = dropped
 
     def serve(self, port: int, addr: str = "0.0.0.0") -> None:
         """Serve /metrics on port in a background thread."""

@@ -97,8 +97,11 @@ class KeepUpSampler:
 
     def __init__(self, metrics: PipelineMetrics, *, required_peak: float, full_batch_messages: int,
                  offsets: OffsetReader | None = None, state: StateArg = None,
+                 entities: Callable[[], Mapping[str, int]] | None = None,
                  window_s: float = DEFAULT_WINDOW_S, clock: Callable[[], float] = time.monotonic) -> None:
+        """`state`: the vocabularies to size; `entities`: the consignee state's counts (a stateful worker)."""
         self.metrics = metrics
+        self.entities = entities
         self.required_peak = required_peak
         self.full_batch_messages = full_batch_messages
         self.offsets = offsets
@@ -159,6 +162,8 @@ class KeepUpSampler:
         )
         self._export_recent_latency(now)
         self._export_state()
+        if self.entities is not None:
+            self.metrics.set_entity_state(self.entities())
 
     def _export_recent_latency(self, now: float) -> None:
         counts = self.metrics.latency_counts()
@@ -241,13 +246,14 @@ async def read_offsets(client: Any, tps: Iterable[Any], earliest: dict[Any, int]
 
 
 def attach(app: Any, metrics: PipelineMetrics, settings: Any, vocab: StateArg = None,
+           entities: Callable[[], Mapping[str, int]] | None = None,
            *, interval: float = DEFAULT_INTERVAL_S) -> KeepUpSampler:
     """Register a Faust timer that samples lag and sets the keep-up gauges every `interval` seconds."""
     metrics.set_targets(settings.daily_volume, settings.peak_factor, settings.required_peak_rate)
     sampler = KeepUpSampler(metrics, required_peak=settings.required_peak_rate,
                             full_batch_messages=settings.batch_max_messages,
                             offsets=FaustOffsets(app, [settings.manifests_topic], timeout_s=0.8 * interval),
-                            state=vocab)
+                            state=vocab, entities=entities)
 
     async def sample_keepup() -> None:
         await sampler.sample()

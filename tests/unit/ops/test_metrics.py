@@ -261,3 +261,33 @@ def test_batches_screened_before_the_first_sample_are_in_the_window():
     asyncio.run(sampler.sample())
     assert value(m, "screener_throughput_parcels_per_second") == pytest.approx(50.0)
     assert not math.isnan(value(m, "screener_publish_to_decision_recent_seconds", quantile="0.99"))
+
+
+def test_a_stateful_worker_exports_its_consignee_state_and_counts_dropped_window_events_once():
+    from screener.kafka.state_shards import StateShards
+    from screener.rules import load_pack_screener
+    from screener.state.consignee import ConsigneeState
+
+    shards = StateShards(load_pack_screener("rules/default-stateful.toml"), ["127.0.0.1:1"], "changelog", {}, 2)
+    m = PipelineMetrics()
+    sampler = KeepUpSampler(m, required_peak=1.0, full_batch_messages=64, entities=shards.sizes)
+
+    class Held:   # a shard as the sampler sees it: only its store matters
+        def __init__(self, store):
+            self.store = store
+
+    flooded = ConsigneeState(max_events=4)
+    flooded.apply(["x"] * 10 + ["y"], range(1, 12), [1_800_000_000_000] * 11, [1.0] * 11, range(11))
+    shards.shards = {0: Held(flooded), 1: Held(ConsigneeState())}
+    asyncio.run(sampler.sample())
+    asyncio.run(sampler.sample())   # sampled again: nothing new is counted
+    assert value(m, "screener_state_entries", kind="consignee", name="entities") == 2
+    assert value(m, "screener_state_entries", kind="consignee", name="window_events") == 5   # 4 of x, 1 of y
+    assert value(m, "screener_state_window_events_dropped_total") == 6
+    shards.shards = {}              # partitions revoked; one assigned again, its store rebuilt (counters at 0)
+    asyncio.run(sampler.sample())
+    rebuilt = ConsigneeState(max_events=4)
+    rebuilt.apply(["z"] * 5, range(1, 6), [1_800_000_000_000] * 5, [1.0] * 5, range(5))
+    shards.shards = {0: Held(rebuilt)}
+    asyncio.run(sampler.sample())
+    assert value(m, "screener_state_window_events_dropped_total") == 7
