@@ -117,6 +117,7 @@ class StateShards:
         self.vocabularies = VocabularyGenerations(processor_args.get("max_message_bytes", 1 << 20),
                                                   processor_args.get("vocabulary_max_strings", 2_000_000))
         self.recovered_entities = 0
+        self.dropped_by_revoked = 0   # window events dropped by the stores of partitions since revoked
 
     def assign(self, partitions) -> None:
         """Start rebuilding the stores of newly assigned partitions, all at once, in the background."""
@@ -154,12 +155,14 @@ class StateShards:
         """Consignee state of the partitions held: entities, window events, events dropped by the bound."""
         stores = [shard.store for shard in list(self.shards.values())]
         return {"entities": sum(len(s) for s in stores), "window_events": sum(s.live_events for s in stores),
-                "window_events_dropped": sum(s.bounded_events for s in stores)}
+                "window_events_dropped": self.dropped_by_revoked + sum(s.bounded_events for s in stores)}
 
     def revoke(self, partitions) -> None:
         """Drop the stores of partitions this worker no longer owns."""
         for p in partitions:
-            self.shards.pop(p, None)
+            gone = self.shards.pop(p, None)
+            if gone is not None:   # its drops stay counted: the total only grows
+                self.dropped_by_revoked += gone.store.bounded_events
             # A restore under way finishes unused (a batch may be awaiting it); its error, if any, is dropped.
             task = self._restoring.pop(p, None)
             if task is not None:

@@ -278,8 +278,7 @@ class PipelineMetrics:
     def set_entity_state(self, counts: Mapping[str, int]) -> None:
         """Export a stateful worker's consignee state: entities and window events held, events dropped so far."""
         self.set_state_sizes("consignee", ((k, v) for k, v in counts.items() if k != "window_events_dropped"))
-        dropped = int(counts.get("window_events_dropped", 0))
-        # The stores' counters restart when partitions move: only growth is counted.
+        dropped = int(counts.get("window_events_dropped", 0))   # a total since the worker started
         if dropped > self._dropped_seen:
             self.window_events_dropped.inc(dropped - self._dropped_seen)
         self._dropped_seen = dropped

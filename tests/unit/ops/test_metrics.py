@@ -284,10 +284,13 @@ def test_a_stateful_worker_exports_its_consignee_state_and_counts_dropped_window
     assert value(m, "screener_state_entries", kind="consignee", name="entities") == 2
     assert value(m, "screener_state_entries", kind="consignee", name="window_events") == 5   # 4 of x, 1 of y
     assert value(m, "screener_state_window_events_dropped_total") == 6
-    shards.shards = {}              # partitions revoked; one assigned again, its store rebuilt (counters at 0)
-    asyncio.run(sampler.sample())
+    # Partition 0 revoked, then assigned again, its store rebuilt (counters at 0) and flooded again: the
+    # drops of the revoked store stay counted and the new ones add to them.
+    shards.revoke([0])
+    assert value(m, "screener_state_window_events_dropped_total") == 6
     rebuilt = ConsigneeState(max_events=4)
     rebuilt.apply(["z"] * 5, range(1, 6), [1_800_000_000_000] * 5, [1.0] * 5, range(5))
-    shards.shards = {0: Held(rebuilt)}
+    shards.shards[0] = Held(rebuilt)
     asyncio.run(sampler.sample())
     assert value(m, "screener_state_window_events_dropped_total") == 7
+    assert value(m, "screener_state_entries", kind="consignee", name="entities") == 1
