@@ -124,9 +124,13 @@ class StatefulScreener:
             if kind == "origin_hs6":
                 origin_codes, origin_keys = ents["origin"]
                 hs_codes, hs_keys = ents["hs6"]
+                # One key per distinct (origin, HS6 code) pair of the batch, not one per item.
+                width = len(hs_keys)
+                distinct, inverse = np.unique(origin_codes[parent].astype(np.int64) * width + hs_codes,
+                                              return_inverse=True)
                 pairs = [pair_key(origin_keys[o], hs_keys[h]) if origin_keys[o] and hs_keys[h] else ""
-                         for o, h in zip(origin_codes[parent].tolist(), hs_codes.tolist())]
-                values, _ = self.risk.rates(kind, pairs)
+                         for o, h in zip((distinct // width).tolist(), (distinct % width).tolist())]
+                values = self.risk.rates(kind, pairs)[0][inverse]
             else:
                 codes, keys = ents[kind]
                 distinct, inverse = np.unique(codes, return_inverse=True)

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import numpy as np
 import orjson
 import pytest
 
+from screener.pipeline.batch import Vocabularies
 from screener.pipeline.decode import RawMessage
 from screener.pipeline.processor import DECISIONS, BatchProcessor
 from screener.rules import load_pack_screener
 from screener.rules.parcels import example_parcel
+from screener.state.risk import JoinedOutcome, RiskStats, pair_key
 from screener.state.screener import StatefulScreener
+
+from ..rules.helpers import make_batch, write_pack
 
 
 def manifest(k: int, parcels: list[dict]) -> RawMessage:
@@ -123,3 +128,26 @@ def test_a_parcel_later_than_the_lateness_is_not_counted_and_its_decision_says_s
     assert result.outcome.rule_hits["R2_LATE_EVENT"] == 1       # screener_rule_hits_total{rule_id="R2_LATE_EVENT"}
     # The late parcel is not in the window: C sees A and itself only (CNY 4,000, under the limit).
     assert got["C"]["reasons"] == []
+
+
+def test_an_origin_hs6_rate_is_each_parcels_highest_over_its_items(tmp_path):
+    # Rates are looked up once per distinct (origin, HS6) pair of a batch: every item must still get its own.
+    pack = write_pack(tmp_path, [{"id": "R11_PAIR", "description": "risky origin and HS6", "weight": 0.5,
+                                  "condition": "origin_hs6_illicit_rate > 0.6"}], red=0.4)
+    risk = RiskStats()
+    risk.observe([JoinedOutcome(f"p{i}", 1_794_355_200_000, True, {"origin_hs6": [pair_key("cn", "610910")]})
+                  for i in range(20)] + [JoinedOutcome(f"q{i}", 1_794_355_200_000, False,
+                                                       {"origin_hs6": [pair_key("kr", "610910")]}) for i in range(20)])
+    screener = StatefulScreener(load_pack_screener(pack), risk=risk)
+    codes = [("CN", ["6109100010", "3304990000"]), ("KR", ["6109100010"]), ("CN", ["3304990000"]),
+             ("KR", ["3304990000", "6109100099"]), ("CN", [])]
+    batch = make_batch([example_parcel({"origin_country": origin, "items": [{"hs_code": h} for h in hs]}, f"P{i}")
+                        for i, (origin, hs) in enumerate(codes)], Vocabularies())
+    screener._fill_risk(batch)
+    got = batch.numbers["origin_hs6_illicit_rate"]
+    want = []
+    for origin, hs in codes:
+        rates = risk.rates("origin_hs6", [pair_key(origin.lower(), h[:6]) for h in hs])[0]
+        want.append(max(rates) if len(rates) else np.nan)
+    assert np.array_equal(got, np.array(want), equal_nan=True)
+    assert got[0] > 0.6 > got[1] and got[0] != got[2]
