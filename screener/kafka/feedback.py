@@ -20,6 +20,7 @@ import logging
 import math
 import time
 from collections import Counter
+from collections.abc import Callable
 
 from aiokafka import TopicPartition
 
@@ -110,10 +111,13 @@ class FactPartitions:
 class RiskFeed:
     """Keeps `risk` in step with every partition of `outcomes-joined`, read from the start."""
 
-    def __init__(self, bootstrap: list[str], topic: str, risk: RiskStats) -> None:
+    def __init__(self, bootstrap: list[str], topic: str, risk: RiskStats,
+                 on_applied: Callable[[int], None] | None = None) -> None:
+        """`on_applied(n)`: told how many outcomes each read applied (the worker counts them in a metric)."""
         self.bootstrap = bootstrap
         self.topic = topic
         self.risk = risk
+        self.on_applied = on_applied
         self.applied = 0
 
     async def run(self) -> None:
@@ -152,6 +156,9 @@ class RiskFeed:
                     continue
                 batch = await consumer.getmany(timeout_ms=FEED_POLL_MS, max_records=10_000)
                 for records in batch.values():
-                    self.applied += self.risk.rebuild(r.value for r in records)
+                    n = self.risk.rebuild(r.value for r in records)
+                    self.applied += n
+                    if n and self.on_applied is not None:
+                        self.on_applied(n)
         finally:
             await consumer.stop()

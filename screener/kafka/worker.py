@@ -167,7 +167,8 @@ def create_app(settings: Settings, screener: Screener, metrics: PipelineMetrics 
         @app.task
         async def follow_outcomes() -> None:
             # R11 rates of every worker follow all joined outcomes; the task ends with the app.
-            await RiskFeed(settings.bootstrap_servers, settings.topic(JOINED_TOPIC), risk).run()
+            await RiskFeed(settings.bootstrap_servers, settings.topic(JOINED_TOPIC), risk,
+                           metrics.outcomes_learned.inc if metrics is not None else None).run()
 
         @app.agent(topics[INSPECTIONS], name="join-outcomes")
         async def join(stream: faust.StreamT) -> None:

@@ -178,6 +178,9 @@ class PipelineMetrics:
                                registry=r)
         self.state_entries = Gauge("screener_state_entries", "Entries held in worker state, by kind and name.",
                                    ["kind", "name"], registry=r)
+        self.outcomes_learned = Counter(
+            "screener_r11_outcomes_learned", "Joined inspection outcomes this worker's R11 rates have taken in "
+            "(read from outcomes-joined; every worker reads them all).", registry=r)
         self.window_events_dropped = Counter(
             "screener_state_window_events_dropped",
             "Consignee window events dropped because their consignee held 1,024 newer ones (a flood: its 24h "

@@ -8,11 +8,13 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
 
 
 class WorkerProcess:
@@ -126,3 +128,20 @@ async def high_watermarks(bootstrap: str, topic: str) -> dict[int, int]:
         return {tp.partition: c.highwater(tp) for tp in tps}
     finally:
         await c.stop()
+
+
+def metrics_until(port: int, check, timeout: float) -> bool:
+    """Whether check({(sample name, labels as sorted tuple): value}) holds for a worker's /metrics within
+    `timeout` seconds (scraped every 0.2 s)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        except OSError:
+            text = ""
+        samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+                   for family in text_string_to_metric_families(text) for s in family.samples}
+        if check(samples):
+            return True
+        time.sleep(0.2)
+    return False

@@ -9,17 +9,21 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
+from screener.kafka.broker import free_port
 from screener.kafka.inspect_cli import inspect
 
-from .helpers import WorkerProcess, consume_until, produce
+from .helpers import WorkerProcess, consume_until, metrics_until, produce
 from .test_stateful_worker import PACK, decided, manifest, parcel, rules_of
 
 R11 = "R11_REPEAT_OFFENDER_CONSIGNEE"
 
 
+
 @pytest.mark.timeout(300)
 def test_outcomes_marking_an_importers_parcels_illicit_raise_later_parcels_r11_score(broker, tmp_path):
-    worker = WorkerProcess(broker.url, tmp_path, partitions=2, extra_env={"SCREENER_PACK": PACK})
+    port = free_port()
+    worker = WorkerProcess(broker.url, tmp_path, partitions=2,
+                           extra_env={"SCREENER_PACK": PACK, "SCREENER_METRICS_PORT": str(port)})
     decisions, dead = worker.topic("decisions"), worker.topic("dead-letter")
     joined = worker.topic("outcomes-joined")
     # Day 1: six CNY 2,000 parcels to C-BAD; from the third on its 24 h total passes CNY 5,000 (R2, yellow),
@@ -40,6 +44,10 @@ def test_outcomes_marking_an_importers_parcels_illicit_raise_later_parcels_r11_s
                                               "--topic-prefix", worker.prefix], catch_exceptions=False)
         assert result.exit_code == 0, result.output
         asyncio.run(consume_until(broker.bootstrap, [joined], lambda o: len(o[joined]) >= 4, 60))
+        # R11 learns from outcomes-joined as it reads it: the later parcels are published once the worker says
+        # it has taken the four in (before, they could be screened first: a flaky test).
+        assert metrics_until(port, lambda m: m.get(("screener_r11_outcomes_learned_total", ()), 0) >= 4, 60), \
+            worker.log()[-3000:]
         asyncio.run(produce(broker.bootstrap, worker.topic("manifests"),
                             [manifest(2, [later("B7", "C-BAD"), later("G2", "C-GOOD")])]))
         out = asyncio.run(consume_until(

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import time
-import urllib.request
 
 import orjson
 import pytest
@@ -13,7 +11,7 @@ import pytest
 from screener.kafka.broker import free_port
 from screener.rules.parcels import example_parcel
 
-from .helpers import WorkerProcess, consume_until, produce
+from .helpers import WorkerProcess, consume_until, metrics_until, produce
 
 PACK = "rules/stateful.toml"
 
@@ -26,22 +24,6 @@ def parcel(pid: str, consignee: str, hour: int, cny: float = 2000.0) -> dict:
     return example_parcel({"consignee_id": consignee, "declared_value": cny, "paid_amount": cny + 75.5,
                            "event_time": f"2026-11-11T{hour:02d}:00:00Z",
                            "items": [{"line_value": cny, "unit_price": cny / 2}]}, pid)
-
-
-def consignee_state(port: int, want: dict[str, float], timeout: float) -> bool:
-    """Whether the worker's /metrics shows `want` as its consignee state within `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-        except OSError:
-            text = ""
-        got = {m[1]: float(m[2]) for m in re.finditer(
-            r'^screener_state_entries\{kind="consignee",name="(\w+)"\} (\S+)$', text, re.M)}
-        if all(got.get(k) == v for k, v in want.items()):
-            return True
-        time.sleep(1)
-    return False
 
 
 def decided(out, topic) -> dict[str, list[dict]]:
@@ -116,7 +98,10 @@ def test_window_totals_survive_sigkill_and_nothing_is_counted_twice(broker, tmp_
         asyncio.run(produce(broker.bootstrap, worker.topic("manifests"), [manifest(3, [parcel("K3", "C-KEEP", 5, 1500.0)])]))
         out = asyncio.run(consume_until(broker.bootstrap, [topic], lambda o: "K3" in decided(o, topic), 120))
         # SREs see the recovered state: one consignee, its four window events (sampled every few seconds).
-        assert consignee_state(port, {"entities": 1.0, "window_events": 4.0}, 60), worker.log()[-3000:]
+        state = {(name, (("kind", "consignee"), ("name", entry))): value
+                 for name, entry, value in (("screener_state_entries", "entities", 1.0),
+                                            ("screener_state_entries", "window_events", 4.0))}
+        assert metrics_until(port, lambda m: all(m.get(k) == v for k, v in state.items()), 60), worker.log()[-3000:]
     finally:
         worker.stop()
     got = decided(out, topic)
