@@ -22,6 +22,7 @@ import dataclasses
 import numpy as np
 import orjson
 
+from screener.kernels.block_check import spans_are_parcel_objects, spans_are_plain_strings
 from screener.kernels.json_scan import CARRIER_CODE, ScanResult
 from screener.kernels.partition import partitions_of
 from screener.kernels.segments import write_segments
@@ -244,4 +245,16 @@ def segments_and_columns(value: bytes, topic: str, partition: int, offset: int,
     # A block that leaves out a parcel would lose it: the count of rows per segment must be the key count.
     if scanned is not None and np.bincount(scanned.message, minlength=len(keys)).tolist() != keys:
         scanned = None
+    if scanned is not None and not _copies_well_formed(value, bounds, scanned):
+        scanned = None
     return out, scanned
+
+
+def _copies_well_formed(value: bytes, bounds: list[int], s: ScanResult) -> bool:
+    """Whether what the output copies from the documents at the block's spans is well-formed JSON."""
+    docs = np.frombuffer(value, dtype=np.uint8, count=bounds[-1] - bounds[0], offset=bounds[0])
+    pairs = np.concatenate((s.manifest_id, s.manifest_fields[:, :2], s.manifest_fields[:, 2:]))
+    return (spans_are_plain_strings(docs, s.str_start, s.str_len)
+            and spans_are_plain_strings(docs, s.item_str_start, s.item_str_len)
+            and spans_are_plain_strings(docs, pairs[:, 0], pairs[:, 1])
+            and spans_are_parcel_objects(docs, np.asarray(bounds, dtype=np.int64) - bounds[0], s.message, s.parcel_span))

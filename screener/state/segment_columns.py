@@ -3,7 +3,8 @@
 Stage one has scanned every parcel already (screener/kernels/json_scan.py); a re-keyed record carries, after
 its segment documents, what scanning those documents gives: the `ScanResult` of the record's rows with
 every span rebased to the record's documents (int32 on the wire: 180 bytes per parcel, 60 per item). Stage two checks
-the block against the documents it describes (every span inside them, rows and items in order) and screens
+the block against the documents it describes (every span inside them, rows and items in order; strings that
+need no escaping and parcel spans that are whole objects: screener/kernels/block_check.py) and screens
 from it; a block that is missing or fails a check costs a scan of the documents, never a wrong column, as
 the documents themselves are always there. Tests hold the block equal to a scan of the documents.
 
