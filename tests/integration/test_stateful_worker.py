@@ -98,9 +98,8 @@ def test_window_totals_survive_sigkill_and_nothing_is_counted_twice(broker, tmp_
         asyncio.run(produce(broker.bootstrap, worker.topic("manifests"), [manifest(3, [parcel("K3", "C-KEEP", 5, 1500.0)])]))
         out = asyncio.run(consume_until(broker.bootstrap, [topic], lambda o: "K3" in decided(o, topic), 120))
         # SREs see the recovered state: one consignee, its four window events (sampled every few seconds).
-        state = {(name, (("kind", "consignee"), ("name", entry))): value
-                 for name, entry, value in (("screener_state_entries", "entities", 1.0),
-                                            ("screener_state_entries", "window_events", 4.0))}
+        state = {("screener_state_entries", (("kind", "consignee"), ("name", entry))): value
+                 for entry, value in (("entities", 1.0), ("window_events", 4.0))}
         assert metrics_until(port, lambda m: all(m.get(k) == v for k, v in state.items()), 60), worker.log()[-3000:]
     finally:
         worker.stop()
