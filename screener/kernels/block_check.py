@@ -4,9 +4,10 @@ Stage two copies bytes at a block's spans into its output: string contents betwe
 codes) and whole parcel objects (flagged records). A damaged or hostile block whose spans all lie inside
 the documents could still cut a string across a quote or an object in half, and the output would not be
 JSON. `spans_are_plain_strings` holds every string span to what the fast scanner itself accepts (no quote,
-backslash or control character, UTF-8 character boundaries at both ends); `spans_are_parcel_objects`
-walks each segment document once and holds every parcel span to one whole element of its `parcels`
-array, in order. The `_reference` functions are the same checks in plain Python, for the tests.
+backslash or control character, UTF-8 character boundaries at both ends); `parcel_objects` walks each
+segment document once and finds the whole elements of its `parcels` array, which the block's parcel spans
+must be, one for one and in order (screener/state/route.py compares them). The `_reference` functions are
+the same in plain Python, for the tests.
 """
 
 from __future__ import annotations
@@ -57,53 +58,51 @@ def spans_are_plain_strings_reference(data: bytes, starts, lengths) -> bool:
 
 
 @nb.njit(cache=True)
-def _objects(buf, bounds, message, start, end):
-    n = message.shape[0]
-    row = 0
+def _objects(buf, bounds):
+    size = bounds[-1] - bounds[0]
+    doc = np.empty(size // 2 + 1, np.int64)       # an object takes at least two bytes: room for every one
+    start = np.empty(size // 2 + 1, np.int64)
+    end = np.empty(size // 2 + 1, np.int64)
+    k = 0
     for s in range(bounds.shape[0] - 1):
-        in_string = False
-        escaped = False
         depth = 0
-        inside = -1          # the row whose object is open
-        for t in range(bounds[s], bounds[s + 1]):
+        opened = -1          # where the object open at depth 2 began
+        t, stop = bounds[s], bounds[s + 1]
+        while t < stop:
             c = buf[t]
-            if row < n and inside < 0 and message[row] == s and t == start[row]:
-                if in_string or depth != 2 or c != 123:
-                    return False
-                inside = row
-            if in_string:
-                if escaped:
-                    escaped = False
-                elif c == 92:
-                    escaped = True
-                elif c == 34:
-                    in_string = False
-                continue
-            if c == 34:
-                in_string = True
+            if c == 34:      # a string: skip to its closing quote (most bytes are in strings)
+                t += 1
+                while t < stop:
+                    c = buf[t]
+                    if c == 34:
+                        break
+                    t += 2 if c == 92 else 1
             elif c == 123 or c == 91:
+                if depth == 2 and c == 123:
+                    opened = t
                 depth += 1
             elif c == 125 or c == 93:
                 depth -= 1
-                if inside >= 0 and depth == 2:         # the open object closed here: exactly at its span's end
-                    if c != 125 or t + 1 != end[inside]:
-                        return False
-                    inside = -1
-                    row += 1
-        if inside >= 0 or (row < n and message[row] == s):
-            return False     # an object left open, or a span this document never reached
-    return row == n
+                if depth == 2 and opened >= 0:
+                    if c == 125:
+                        doc[k] = s
+                        start[k] = opened
+                        end[k] = t + 1
+                        k += 1
+                    opened = -1
+            t += 1
+    return doc[:k].copy(), start[:k].copy(), end[:k].copy()
 
 
-def spans_are_parcel_objects(buf: np.ndarray, bounds: np.ndarray, message: np.ndarray, parcel_span: np.ndarray) -> bool:
-    """Whether row r's span is a whole element of the `parcels` array of document message[r], rows in order."""
-    return bool(_objects(buf, np.ascontiguousarray(bounds, dtype=np.int64), np.ascontiguousarray(message, np.int64),
-                         np.ascontiguousarray(parcel_span[0], np.int64), np.ascontiguousarray(parcel_span[1], np.int64)))
+def parcel_objects(buf: np.ndarray, bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(document, start, end) of every object that is an element of an array in a document's top-level object
+    (in a segment: its parcels), in order; document s is buf[bounds[s]:bounds[s + 1]]."""
+    return _objects(buf, np.ascontiguousarray(bounds, dtype=np.int64))
 
 
-def spans_are_parcel_objects_reference(data: bytes, bounds, message, parcel_span) -> bool:
-    """`spans_are_parcel_objects` in plain Python: each document's `parcels` elements, found by a walk."""
-    elements: list[tuple[int, int, int]] = []      # (document, start, end) of each object at depth 2
+def parcel_objects_reference(data: bytes, bounds) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`parcel_objects` in plain Python: a walk of each document, byte by byte."""
+    elements: list[tuple[int, int, int]] = []
     for s in range(len(bounds) - 1):
         depth, in_string, escaped, opened = 0, False, False, None
         for t in range(int(bounds[s]), int(bounds[s + 1])):
@@ -120,11 +119,9 @@ def spans_are_parcel_objects_reference(data: bytes, bounds, message, parcel_span
             elif c in (125, 93):
                 depth -= 1
                 if depth == 2 and opened is not None:
-                    elements.append((s, opened, t + 1))
+                    if c == 125:
+                        elements.append((s, opened, t + 1))
                     opened = None
-    rows = list(zip(np.asarray(message).tolist(), np.asarray(parcel_span[0]).tolist(),
-                    np.asarray(parcel_span[1]).tolist()))
-    # Every row is one such element and rows take them in order (a document's elements may go unclaimed
-    # only when the block's rows skip none of them: the row count per document is checked elsewhere).
-    it = iter(elements)
-    return all(any(row == element for element in it) for row in rows)
+    doc, start, end = (np.array(column, dtype=np.int64) for column in zip(*elements)) if elements else (
+        np.zeros(0, np.int64) for _ in range(3))
+    return doc, start, end

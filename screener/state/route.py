@@ -22,7 +22,7 @@ import dataclasses
 import numpy as np
 import orjson
 
-from screener.kernels.block_check import spans_are_parcel_objects, spans_are_plain_strings
+from screener.kernels.block_check import parcel_objects, spans_are_plain_strings
 from screener.kernels.json_scan import CARRIER_CODE, ScanResult
 from screener.kernels.partition import partitions_of
 from screener.kernels.segments import write_segments
@@ -226,35 +226,41 @@ def segments_and_columns(value: bytes, topic: str, partition: int, offset: int,
     """The segments as messages and, when the record's column block fits them, the scan of their documents."""
     newline = value.index(b"\n")
     header = orjson.loads(value[:newline])
-    out, at, before = [], newline + 1, 0
-    bounds, keys = [at], []
-    for meta in header["segments"]:
-        body = value[at:at + meta["size"]]
-        at += meta["size"]
-        bounds.append(at)
+    metas = header["segments"]
+    sizes = [meta["size"] for meta in metas]
+    if any(type(size) is not int or not 0 <= size <= len(value) for size in sizes) or (
+            newline + 1 + sum(sizes) > len(value)):
+        raise ValueError("the header's segment sizes do not fit the record")
+    bounds = np.cumsum([newline + 1] + sizes, dtype=np.int64)
+    docs = np.frombuffer(value, dtype=np.uint8, count=int(bounds[-1] - bounds[0]), offset=int(bounds[0]))
+    local = bounds - bounds[0]
+    # The elements of each document's parcels array, found in the documents themselves (never in the block).
+    doc, start, end = parcel_objects(docs, local)
+    per_doc = np.bincount(doc, minlength=len(metas)).tolist()
+    out, before = [], 0
+    for meta, lo, hi, parcels in zip(metas, bounds.tolist(), bounds[1:].tolist(), per_doc):
         route = {"source": meta["source"], "shard": meta["shard"], "shards": meta["shards"],
                  "dead_lettered": meta["dead_lettered"], "seq": (offset << 24) + before}
-        out.append(RawMessage(body, topic, partition, offset, timestamp_ms, None, route))
-        # Each parcel has the key once (no string holds a quote on the fast path); +1: positions need only grow.
-        keys.append(body.count(b'"parcel_id"'))
-        before += keys[-1] + 1
+        out.append(RawMessage(value[lo:hi], topic, partition, offset, timestamp_ms, None, route))
+        before += parcels + 1          # +1: positions need only grow
     columns = header.get("columns")
     scanned = None
+    at = int(bounds[-1])
     if type(columns) is int and at + columns == len(value) and utf8(value[bounds[0]:at]):
-        scanned = decode_block(value[at:], np.asarray(bounds, dtype=np.int64))
-    # A block that leaves out a parcel would lose it: the count of rows per segment must be the key count.
-    if scanned is not None and np.bincount(scanned.message, minlength=len(keys)).tolist() != keys:
+        scanned = decode_block(value[at:], bounds)
+    # The block's rows must be the documents' parcels, one for one: a row left out would lose a parcel, and
+    # a span that is not a whole parcel object would make a flagged record that is not JSON.
+    if scanned is not None and not (np.array_equal(scanned.message, doc) and np.array_equal(scanned.parcel_span[0], start)
+                                    and np.array_equal(scanned.parcel_span[1], end)):
         scanned = None
-    if scanned is not None and not _copies_well_formed(value, bounds, scanned):
+    if scanned is not None and not _strings_well_formed(docs, scanned):
         scanned = None
     return out, scanned
 
 
-def _copies_well_formed(value: bytes, bounds: list[int], s: ScanResult) -> bool:
-    """Whether what the output copies from the documents at the block's spans is well-formed JSON."""
-    docs = np.frombuffer(value, dtype=np.uint8, count=bounds[-1] - bounds[0], offset=bounds[0])
+def _strings_well_formed(docs: np.ndarray, s: ScanResult) -> bool:
+    """Whether the strings the output copies from the documents at the block's spans need no escaping."""
     pairs = np.concatenate((s.manifest_id, s.manifest_fields[:, :2], s.manifest_fields[:, 2:]))
     return (spans_are_plain_strings(docs, s.str_start, s.str_len)
             and spans_are_plain_strings(docs, s.item_str_start, s.item_str_len)
-            and spans_are_plain_strings(docs, pairs[:, 0], pairs[:, 1])
-            and spans_are_parcel_objects(docs, np.asarray(bounds, dtype=np.int64) - bounds[0], s.message, s.parcel_span))
+            and spans_are_plain_strings(docs, pairs[:, 0], pairs[:, 1]))

@@ -130,9 +130,12 @@ def test_a_replayed_record_adds_nothing_and_the_changelog_rebuilds_a_store_that_
             by_parcel(shard.processor.process(segments(value, PARCELS, 0, offset)).records)
 
 
-def test_a_malformed_re_keyed_record_raises_rather_than_deciding():
+@pytest.mark.parametrize("value", [b"no header line", b'{"segments":[{"size":99}]}\n{}',
+                                   b'{"segments":[{"size":-1}]}\n{}', b'{"segments":[{"size":1.5}]}\n{}',
+                                   b'{"segments":[{"size":' + str(1 << 70).encode() + b'}]}\n{}'])
+def test_a_malformed_re_keyed_record_raises_rather_than_deciding(value):
     with pytest.raises(ValueError):
-        segments(b"no header line", PARCELS, 0, 0)
+        segments(value, PARCELS, 0, 0)
 
 
 def test_an_unreadable_re_keyed_record_is_dead_lettered_whole_and_the_rest_screened(rules):
