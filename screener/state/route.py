@@ -132,8 +132,8 @@ class Router:
             block = columns.block(start, end) if columns and size <= limit else b""
             if block:
                 header["columns"] = len(block)
-            docs = out[seg_bounds[start]:seg_bounds[end]].tobytes()
-            records.append((PARCELS, None, orjson.dumps(header) + b"\n" + docs + block, seg_part[start]))
+            docs = memoryview(out)[seg_bounds[start]:seg_bounds[end]]     # joined below: one copy of the bytes
+            records.append((PARCELS, None, b"".join((orjson.dumps(header), b"\n", docs, block)), seg_part[start]))
             start = end
         return records
 
