@@ -20,6 +20,8 @@ from typing import NamedTuple
 
 import numba as nb
 import numpy as np
+from numba.core import types
+from numba.extending import intrinsic
 
 from screener.pipeline.batch import ITEM_NUMBER_FIELDS, ITEM_STRING_FIELDS, PARCEL_NUMBER_FIELDS, PARCEL_STRING_FIELDS
 
@@ -824,6 +826,26 @@ def _item_object(buf, i, end, parent, iparent, istart, ilen, inum, counts, defer
     return i
 
 
+@intrinsic
+def _borrowed(typingctx, array):
+    """The same array without its reference count (no meminfo), for a caller that keeps the array alive.
+
+    Every array handed to an inlined helper is a new reference, an atomic increment and decrement; the scanner
+    makes thousands per manifest (perf: most of its time in NRT_incref/NRT_decref). A view without a meminfo
+    makes them a test of a null pointer. Only `_scan` uses it, on arrays it holds until it returns."""
+    if not isinstance(array, types.Array):
+        return None
+
+    def codegen(context, builder, signature, args):
+        a = context.make_array(signature.args[0])(context, builder, value=args[0])
+        out = context.make_array(signature.return_type)(context, builder)
+        context.populate_array(out, data=a.data, shape=a.shape, strides=a.strides, itemsize=a.itemsize,
+                               meminfo=None)
+        return out._getvalue()
+
+    return array(array), codegen
+
+
 @nb.njit(cache=True)
 def _scan(buf, msg_bounds, cap_parcels, cap_items):
     n_msgs = msg_bounds.shape[0] - 1
@@ -848,14 +870,20 @@ def _scan(buf, msg_bounds, cap_parcels, cap_items):
     deferred = np.empty((cap_parcels + cap_items + 1, 5), dtype=np.int64)   # kind, field, row, start, end
     meta = np.zeros(7, dtype=np.int64)
     spare = cap_parcels
+    # The parser gets views without reference counts; this function holds the arrays (and the caller `buf`).
+    b, b_pstart, b_plen, b_pnum, b_pseen = _borrowed(buf), _borrowed(pstart), _borrowed(plen), _borrowed(pnum), \
+        _borrowed(pseen)
+    b_event_ms, b_pobj, b_iparent, b_istart, b_ilen = _borrowed(event_ms), _borrowed(pobj), _borrowed(iparent), \
+        _borrowed(istart), _borrowed(ilen)
+    b_inum, b_counts, b_deferred, b_meta = _borrowed(inum), _borrowed(counts), _borrowed(deferred), _borrowed(meta)
     for m in range(n_msgs):
         start, end = msg_bounds[m], msg_bounds[m + 1]
         p0, i0, d0 = counts[0], counts[1], counts[2]
         meta[:] = -1
-        first = _ws(buf, start, end)
-        i = _top_object(buf, first, end, spare, pstart, plen, pnum, pseen, event_ms, pobj,
-                        iparent, istart, ilen, inum, counts, deferred, meta)
-        good = i >= 0 and _ws(buf, i, end) == end
+        first = _ws(b, start, end)
+        i = _top_object(b, first, end, spare, b_pstart, b_plen, b_pnum, b_pseen, b_event_ms, b_pobj,
+                        b_iparent, b_istart, b_ilen, b_inum, b_counts, b_deferred, b_meta)
+        good = i >= 0 and _ws(b, i, end) == end
         if good and meta[3] >= 0:
             # A manifest: schema_version 1, a non-empty manifest_id; parcels inherit carrier_code.
             good = meta[0] == 1 and meta[2] > 0
