@@ -847,6 +847,12 @@ def _borrowed(typingctx, array):
 
 
 @nb.njit(cache=True)
+def _held(*arrays):
+    """Nothing: a use of arrays after their borrowed views' last use, so that none is freed before it."""
+    return len(arrays)
+
+
+@nb.njit(cache=True)
 def _scan(buf, msg_bounds, cap_parcels, cap_items):
     n_msgs = msg_bounds.shape[0] - 1
     # Rows are written before they are read (a span is read only when its length is >= 0), so no zeroing.
@@ -870,7 +876,8 @@ def _scan(buf, msg_bounds, cap_parcels, cap_items):
     deferred = np.empty((cap_parcels + cap_items + 1, 5), dtype=np.int64)   # kind, field, row, start, end
     meta = np.zeros(7, dtype=np.int64)
     spare = cap_parcels
-    # The parser gets views without reference counts; this function holds the arrays (and the caller `buf`).
+    # The parser gets views without reference counts; the arrays are held to the end (`_held`), `buf` by
+    # the caller.
     b, b_pstart, b_plen, b_pnum, b_pseen = _borrowed(buf), _borrowed(pstart), _borrowed(plen), _borrowed(pnum), \
         _borrowed(pseen)
     b_event_ms, b_pobj, b_iparent, b_istart, b_ilen = _borrowed(event_ms), _borrowed(pobj), _borrowed(iparent), \
@@ -929,6 +936,7 @@ def _scan(buf, msg_bounds, cap_parcels, cap_items):
         ok[m] = True
         for r in range(p0, counts[0]):
             pmsg[r] = m
+    _held(pstart, plen, pnum, pseen, event_ms, pobj, iparent, istart, ilen, inum, counts, deferred, meta)
     n, k = counts[0], counts[1]
     return ScanResult(ok, bare, mid, mfields, pmsg[:n], pobj[:, :n], pstart[:, :n], plen[:, :n], pnum[:, :n],
                       event_ms[:n], iparent[:k], istart[:, :k], ilen[:, :k], inum[:, :k], deferred[:counts[2]])
