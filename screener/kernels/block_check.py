@@ -95,8 +95,8 @@ def _objects(buf, bounds):
 
 
 def parcel_objects(buf: np.ndarray, bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(document, start, end) of every object that is an element of an array in a document's top-level object
-    (in a segment: its parcels), in order; document s is buf[bounds[s]:bounds[s + 1]]."""
+    """(document, start, end) of every object opened two levels inside a document (in a segment: the elements of
+    its `parcels` array), in order; document s is buf[bounds[s]:bounds[s + 1]]."""
     return _objects(buf, np.ascontiguousarray(bounds, dtype=np.int64))
 
 

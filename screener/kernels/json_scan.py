@@ -92,8 +92,8 @@ _ITEM_KEYS = _key_table([(f, KI_STR, i) for i, f in enumerate(ITEM_STRING_FIELDS
                         + [(f, KI_NUM, i) for i, f in enumerate(ITEM_NUMBER_FIELDS)])
 # The kernels read the tables (and _POW10) as module globals, which Numba freezes into the machine code. Taken
 # out of a tuple argument inside the loops, each use of an array cost an atomic incref/decref pair (perf: 80%
-# of the scan in NRT_incref/NRT_decref); as globals the scan runs 1.75x faster. Most of what is left of that
-# traffic is the row arrays passed to the inlined helpers.
+# of the scan in NRT_incref/NRT_decref); as globals the scan runs 1.75x faster. The rest of that traffic was
+# the row arrays handed to the inlined helpers: they get views without reference counts (`_borrowed`).
 _PK_DATA, _PK_OFFSETS, _PK_KINDS, _PK_INDEX, _PK_SLOTS = _PARCEL_KEYS
 _IK_DATA, _IK_OFFSETS, _IK_KINDS, _IK_INDEX, _IK_SLOTS = _ITEM_KEYS
 

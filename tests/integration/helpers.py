@@ -56,6 +56,15 @@ class WorkerProcess:
             except subprocess.TimeoutExpired:
                 self.kill()
 
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Block until this run of the worker logs that it is ready (its own signal handlers are installed)."""
+        deadline = time.monotonic() + timeout
+        path = self.workdir / f"worker-{self.starts}.log"
+        while "]: Ready" not in path.read_text(errors="replace"):
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise AssertionError(f"worker run {self.starts} not ready within {timeout} s")
+            time.sleep(0.1)
+
     def log(self) -> str:
         """All logs of this worker's runs."""
         return "\n".join((self.workdir / f"worker-{i}.log").read_text(errors="replace")

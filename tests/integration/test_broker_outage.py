@@ -88,7 +88,8 @@ def test_sigterm_stops_a_busy_worker_within_10s_and_a_restart_loses_nothing(brok
 
     from .helpers import consume_until, produce
 
-    gen = screener("generate", "--manifests", "300", "--parcels-per-manifest", "100", "--seed", "11")
+    # Enough parcels that the first worker is still busy when stopped (it screens over 100k parcels/s).
+    gen = screener("generate", "--manifests", "1000", "--parcels-per-manifest", "100", "--seed", "11")
     feed = gen.stdout.splitlines()
     worker = WorkerProcess(broker.url, tmp_path).start()
     try:
@@ -100,8 +101,11 @@ def test_sigterm_stops_a_busy_worker_within_10s_and_a_restart_loses_nothing(brok
         worker.start()
         done = asyncio.run(consume_until(
             broker.bootstrap, [topic], lambda o: len({d["parcel_id"] for r in o[topic] for d in r["decisions"]})
-            >= 30_000, 150))
-        assert len({d["parcel_id"] for r in done[topic] for d in r["decisions"]}) == 30_000
+            >= 100_000, 150))
+        assert len({d["parcel_id"] for r in done[topic] for d in r["decisions"]}) == 100_000
+        # A signal sent before the restarted worker installs handlers would be lost when the test runs in the
+        # background (SIGINT inherited ignored): the worker may have nothing left to do, so wait for it.
+        worker.wait_ready()
         assert stop_within(worker.proc, signal.SIGINT) <= 10
     finally:
         worker.kill()
