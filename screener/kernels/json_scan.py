@@ -83,19 +83,17 @@ def _key_table(entries: list[tuple[str, int, int]]) -> tuple[np.ndarray, ...]:
     return data, offsets, kinds, index, slots
 
 
-_PARCEL_KEYS = _key_table(
-    [(f, K_PSTR, i) for i, f in enumerate(PARCEL_STRING_FIELDS)] + [("parcel_id", K_PSTR, PARCEL_ID)]
-    + [(f, K_PNUM, i) for i, f in enumerate(PARCEL_NUMBER_FIELDS)]
-    + [("event_time", K_EVENT, 0), ("items", K_ITEMS, 0), ("schema_version", K_SCHEMA, 0),
-       ("manifest_id", K_MANIFEST_ID, 0), ("parcels", K_PARCELS, 0), ("master_bill_no", K_MASTER_BILL, 0)])
-_ITEM_KEYS = _key_table([(f, KI_STR, i) for i, f in enumerate(ITEM_STRING_FIELDS)]
-                        + [(f, KI_NUM, i) for i, f in enumerate(ITEM_NUMBER_FIELDS)])
 # The kernels read the tables (and _POW10) as module globals, which Numba freezes into the machine code. Taken
 # out of a tuple argument inside the loops, each use of an array cost an atomic incref/decref pair (perf: 80%
 # of the scan in NRT_incref/NRT_decref); as globals the scan runs 1.75x faster. The rest of that traffic was
 # the row arrays handed to the inlined helpers: they get views without reference counts (`_borrowed`).
-_PK_DATA, _PK_OFFSETS, _PK_KINDS, _PK_INDEX, _PK_SLOTS = _PARCEL_KEYS
-_IK_DATA, _IK_OFFSETS, _IK_KINDS, _IK_INDEX, _IK_SLOTS = _ITEM_KEYS
+_PK_DATA, _PK_OFFSETS, _PK_KINDS, _PK_INDEX, _PK_SLOTS = _key_table(
+    [(f, K_PSTR, i) for i, f in enumerate(PARCEL_STRING_FIELDS)] + [("parcel_id", K_PSTR, PARCEL_ID)]
+    + [(f, K_PNUM, i) for i, f in enumerate(PARCEL_NUMBER_FIELDS)]
+    + [("event_time", K_EVENT, 0), ("items", K_ITEMS, 0), ("schema_version", K_SCHEMA, 0),
+       ("manifest_id", K_MANIFEST_ID, 0), ("parcels", K_PARCELS, 0), ("master_bill_no", K_MASTER_BILL, 0)])
+_IK_DATA, _IK_OFFSETS, _IK_KINDS, _IK_INDEX, _IK_SLOTS = _key_table(
+    [(f, KI_STR, i) for i, f in enumerate(ITEM_STRING_FIELDS)] + [(f, KI_NUM, i) for i, f in enumerate(ITEM_NUMBER_FIELDS)])
 
 
 def _flags(fields: tuple[str, ...], chosen) -> np.ndarray:
@@ -112,7 +110,7 @@ _ISTR_FMT = np.array([_ISTR_FORMAT.get(f, _FMT_ANY) for f in ITEM_STRING_FIELDS]
 _INUM_REQUIRED = _flags(ITEM_NUMBER_FIELDS, _REQUIRED_INUM)
 _INUM_POSITIVE = _flags(ITEM_NUMBER_FIELDS, _POSITIVE)
 CARRIER_CODE = PARCEL_STRING_FIELDS.index("carrier_code")
-ITEMS_KEY = len(PARCEL_STRING_FIELDS) + 1 + len(PARCEL_NUMBER_FIELDS) + 1   # position of "items" in _PARCEL_KEYS
+ITEMS_KEY = len(PARCEL_STRING_FIELDS) + 1 + len(PARCEL_NUMBER_FIELDS) + 1   # position of "items" in the parcel key table
 
 _POW10 = np.array([10.0 ** k for k in range(23)], dtype=np.float64)
 _NOT_SEEN = -2   # span length of a field the object did not name
@@ -848,7 +846,7 @@ def _borrowed(typingctx, array):
 
 @nb.njit(cache=True)
 def _held(*arrays):
-    """Nothing: a use of arrays after their borrowed views' last use, so that none is freed before it."""
+    """How many arrays it was given: a use of them after their borrowed views' last use, so none is freed sooner."""
     return len(arrays)
 
 
