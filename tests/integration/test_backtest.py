@@ -32,7 +32,12 @@ def test_worker_with_a_model_flags_and_explains_with_it(broker, tmp_path):
         asyncio.run(produce(broker.bootstrap, worker.topic("manifests"), values))
 
         def done(out):
-            return {d["parcel_id"] for rec in out[worker.topic("decisions")] for d in rec["decisions"]} >= ids
+            # Every decision, and the flagged record of every parcel selected (it is on another topic and may
+            # be read after the decisions of its batch).
+            decided = [d for rec in out[worker.topic("decisions")] for d in rec["decisions"]]
+            selected = {d["parcel_id"] for d in decided if d["lane"] != "green"}
+            return {d["parcel_id"] for d in decided} >= ids and {
+                f["parcel_id"] for f in out[worker.topic("flagged")]} >= selected
 
         out = asyncio.run(consume_until(broker.bootstrap, [worker.topic("decisions"), worker.topic("flagged")],
                                         done, timeout=150))
