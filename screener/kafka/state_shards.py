@@ -53,6 +53,8 @@ class Shard:
         self.processor = BatchProcessor(self.screener, vocabularies=vocabularies, **processor_args)
         self.partitions = partitions
         self.max_record_bytes = processor_args.get("max_record_bytes", 1_000_000)
+        # What a re-keyed record may expand to: stage one's record limit, or one oversized parcel with its head.
+        self.max_expanded_bytes = self.max_record_bytes + processor_args.get("max_message_bytes", 1 << 20)
         self.expired_at = time.monotonic()
 
     def screen(self, partition: int, records: list[RawMessage]) -> BatchResult:
@@ -63,7 +65,7 @@ class Shard:
         for record in records:
             try:
                 got, scanned = segments_and_columns(record.value, record.topic, partition, record.offset,
-                                                    record.timestamp_ms)
+                                                    record.timestamp_ms, self.max_expanded_bytes)
             except (ValueError, KeyError, TypeError) as exc:   # not written by stage one: set aside, whole
                 why = Rejection("internal_error", f"unreadable re-keyed record: {type(exc).__name__}: {exc}")
                 unreadable.records.append((DEAD_LETTER, *dead_letter(record, why, record.value or b"")))

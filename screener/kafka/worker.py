@@ -92,7 +92,7 @@ def create_app(settings: Settings, screener: Screener, metrics: PipelineMetrics 
                       "vocabulary_max_strings": settings.vocabulary_max_strings}
     # A stateful pack screens in two stages: this one validates and re-keys parcels by consignee
     # (screener/state/route.py), the agent on PARCELS screens them with the state of its partitions.
-    router = Router(settings.partitions, settings.max_record_bytes) if stateful else None
+    router = Router(settings.partitions, settings.max_record_bytes, settings.hop_compression) if stateful else None
     processor = BatchProcessor(screener, router=router, **processor_args)
     app.screener_processor = processor  # for observability (vocabulary sizes)
 

@@ -13,12 +13,18 @@ scan of those documents (screener/state/segment_columns.py), so stage two does n
 batch the fast path did not decode has no block; stage two scans its documents with the same decoder.
 `segments` turns a record back into messages whose `route` carries the original manifest's source and the
 sequence of the segment's first parcel in the partition: (record offset << 24) + parcels before it.
+
+A record's value is written as one LZ4 frame with a content checksum (`compression="lz4"`, the default):
+the hop carries every parcel's bytes a second time, the worker's Kafka client costs grow with the bytes it
+moves, and a frame is under a third of the record. Stage two reads both forms, expanding a frame to at
+most `max_bytes`, so a small record cannot make it allocate more.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
+import lz4.frame
 import numpy as np
 import orjson
 
@@ -28,18 +34,24 @@ from screener.kernels.partition import partitions_of
 from screener.kernels.segments import write_segments
 from screener.pipeline.decode import RawMessage
 from screener.pipeline.fast_columns import utf8
+from screener.settings import HOP_COMPRESSIONS
 from screener.state.segment_columns import block_size, decode_block, encode_block
 
 PARCELS = "parcels"      # the kind (and topic name) of re-keyed records
 _HEADER_SLACK = 4096
+_LZ4_MAGIC = b"\x04\x22\x4d\x18"   # an LZ4 frame; an uncompressed record starts with its header's "{"
 
 
 class Router:
     """Collects a batch's valid parcels by state partition; `flush` gives the records to produce."""
 
-    def __init__(self, partitions: int, max_record_bytes: int = 1_000_000) -> None:
+    def __init__(self, partitions: int, max_record_bytes: int = 1_000_000, compression: str = "lz4") -> None:
+        """`max_record_bytes` bounds a record before compression; `compression`: "lz4" or "none"."""
+        if compression not in HOP_COMPRESSIONS:
+            raise ValueError(f"compression must be one of {', '.join(HOP_COMPRESSIONS)}, not {compression!r}")
         self.partitions = partitions
         self.max_record_bytes = max_record_bytes
+        self.compress = compression == "lz4"
         self.reset()
 
     def reset(self) -> None:
@@ -133,7 +145,10 @@ class Router:
             if block:
                 header["columns"] = len(block)
             docs = memoryview(out)[seg_bounds[start]:seg_bounds[end]]     # joined below: one copy of the bytes
-            records.append((PARCELS, None, b"".join((orjson.dumps(header), b"\n", docs, block)), seg_part[start]))
+            value = b"".join((orjson.dumps(header), b"\n", docs, block))
+            if self.compress:
+                value = lz4.frame.compress(value, content_checksum=True)
+            records.append((PARCELS, None, value, seg_part[start]))
             start = end
         return records
 
@@ -216,14 +231,35 @@ def _heads_at(heads, seg_msg, name: str) -> np.ndarray:
     return np.array([heads[k][1].get(name, (-1, -1)) for k in seg_msg.tolist()], dtype=np.int64).reshape(-1, 2)
 
 
-def segments(value: bytes, topic: str, partition: int, offset: int, timestamp_ms: int = 0) -> list[RawMessage]:
+def expanded(value: bytes, max_bytes: int) -> bytes:
+    """A re-keyed record's value as stage one built it: an LZ4 frame expanded (ValueError past `max_bytes`,
+    or when it is not one whole frame), any other value as it is."""
+    if not value.startswith(_LZ4_MAGIC):
+        return value
+    frame = lz4.frame.LZ4FrameDecompressor()
+    try:
+        out = frame.decompress(value, max_length=max_bytes)
+    except RuntimeError as exc:
+        raise ValueError(f"a damaged LZ4 frame: {exc}") from None
+    if not frame.eof:
+        raise ValueError(f"an LZ4 frame that is cut short or expands past {max_bytes} bytes")
+    if frame.unused_data:
+        raise ValueError("bytes after the LZ4 frame")
+    return out
+
+
+def segments(value: bytes, topic: str, partition: int, offset: int, timestamp_ms: int = 0,
+             max_bytes: int = 1 << 22) -> list[RawMessage]:
     """The segments of a re-keyed record as messages for stage two (raises ValueError on a malformed one)."""
-    return segments_and_columns(value, topic, partition, offset, timestamp_ms)[0]
+    return segments_and_columns(value, topic, partition, offset, timestamp_ms, max_bytes)[0]
 
 
-def segments_and_columns(value: bytes, topic: str, partition: int, offset: int,
-                         timestamp_ms: int = 0) -> tuple[list[RawMessage], ScanResult | None]:
-    """The segments as messages and, when the record's column block fits them, the scan of their documents."""
+def segments_and_columns(value: bytes, topic: str, partition: int, offset: int, timestamp_ms: int = 0,
+                         max_bytes: int = 1 << 22) -> tuple[list[RawMessage], ScanResult | None]:
+    """The segments as messages and, when the record's column block fits them, the scan of their documents;
+    `max_bytes`: the most a compressed record may expand to (stage one writes at most its record limit
+    plus one oversized parcel)."""
+    value = expanded(value, max_bytes)
     newline = value.index(b"\n")
     header = orjson.loads(value[:newline])
     metas = header["segments"]

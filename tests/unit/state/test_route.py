@@ -3,6 +3,7 @@ the partition's state) decides every parcel as one stateful screener over all th
 
 from __future__ import annotations
 
+import lz4.frame
 import orjson
 import pytest
 
@@ -13,8 +14,9 @@ from screener.pipeline.decode import RawMessage
 from screener.pipeline.normalise import normalise
 from screener.pipeline.processor import DEAD_LETTER, DECISIONS, BatchProcessor, VocabularyGenerations
 from screener.rules import load_pack_screener
+from screener.settings import Settings
 from screener.state.changelog import encode_entities, restore
-from screener.state.route import PARCELS, Router, segments
+from screener.state.route import PARCELS, Router, expanded, segments, segments_and_columns
 from screener.state.screener import StatefulScreener
 
 PACK = "rules/stateful.toml"
@@ -136,6 +138,47 @@ def test_a_replayed_record_adds_nothing_and_the_changelog_rebuilds_a_store_that_
 def test_a_malformed_re_keyed_record_raises_rather_than_deciding(value):
     with pytest.raises(ValueError):
         segments(value, PARCELS, 0, 0)
+
+
+def test_a_compressed_record_is_the_plain_record_in_under_a_third_of_the_bytes(rules):
+    raws = traffic(6)
+    del raws[1]           # no parcel to dead-letter: the fast path decodes the batch, so records carry columns
+    packed = [r for r in BatchProcessor(rules, router=Router(2)).process(raws).records if r[0] == PARCELS]
+    plain = [r for r in BatchProcessor(rules, router=Router(2, compression="none")).process(raws).records
+             if r[0] == PARCELS]
+    assert [expanded(r[2], 1 << 22) for r in packed] == [r[2] for r in plain]
+    assert all(r[2].startswith(b"\x04\x22\x4d\x18") and len(r[2]) * 3 < len(q[2]) for r, q in zip(packed, plain))
+    for r, q in zip(packed, plain):
+        (got, got_cols), (want, want_cols) = (segments_and_columns(x[2], PARCELS, x[3], 7) for x in (r, q))
+        assert [(m.value, m.route) for m in got] == [(m.value, m.route) for m in want]
+        assert got_cols is not None and (got_cols.numbers == want_cols.numbers).all()
+        assert (got_cols.parcel_span == want_cols.parcel_span).all()
+
+
+def _frame(data: bytes) -> bytes:
+    return lz4.frame.compress(data, content_checksum=True)
+
+
+_RECORD = b'{"segments":[]}\n'
+
+
+@pytest.mark.parametrize("value, why", [
+    (_frame(_RECORD)[:-6], "cut short"),                                    # truncated
+    (_frame(_RECORD) + b"{}", "bytes after"),                                 # trailing bytes
+    (_frame(_RECORD + b" " * (8 << 20)), "expands past"),                    # 8 MiB from a ~33 KB record
+    (_frame(_RECORD).replace(b"segments", b"segmentz"), "damaged"),          # the checksum no longer holds
+    (b"\x04\x22\x4d\x18garbage", "damaged"),
+])
+def test_a_hostile_lz4_record_raises_without_expanding_past_the_bound(value, why):
+    with pytest.raises(ValueError, match=why):
+        segments(value, PARCELS, 0, 0, max_bytes=1 << 20)
+
+
+def test_an_unknown_hop_compression_is_refused_in_one_line():
+    with pytest.raises(ValueError, match="SCREENER_HOP_COMPRESSION='zip': expected one of lz4, none"):
+        Settings.load(environ={"SCREENER_HOP_COMPRESSION": "zip"})
+    with pytest.raises(ValueError, match="compression must be one of"):
+        Router(2, compression="gzip")
 
 
 def test_an_unreadable_re_keyed_record_is_dead_lettered_whole_and_the_rest_screened(rules):
