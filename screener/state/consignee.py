@@ -53,7 +53,8 @@ costs each of its parcels at most that walk, and its changelog record stays smal
 24h count and value cover only its newest `max_events` events: they are lower bounds, and the count
 stays at max_events while the flood goes on. A duplicate of a dropped event is no longer recognised.
 `expire()` compacts (a fresh Vocabulary and arrays of live entities only) when over half the slots are dead.
-Slots from `slots_of` are valid until the next `expire()` or `restore`.
+A slot is its key's code in `vocab`, so slots from `slots_of` stay valid while `vocab` is the same object
+(a compaction, in `expire()` or `restore`, replaces it and renumbers them).
 """
 
 from __future__ import annotations

@@ -97,6 +97,8 @@ class StatefulScreener:
         self.near = rules.pack.capacity_near
         self.counters = CapacityCounters()
         self._hs6: tuple[object, list[str]] = (None, [])   # HS6 of each item_hs_code code, grown with the vocabulary
+        # (batch vocabulary, store vocabulary, store slot of each consignee code): see _consignee_slots.
+        self._slots: tuple[object, object, np.ndarray] = (None, None, np.zeros(0, dtype=np.int32))
 
     def _entity_codes(self, batch: ParcelBatch) -> dict[str, tuple[np.ndarray, list[str]]]:
         """Per risk kind: (codes, normalised key of each code); hs6 kinds per item."""
@@ -197,13 +199,11 @@ class StatefulScreener:
         if seq is None:
             seq = np.arange(self._seq, self._seq + batch.n, dtype=np.int64)
             self._seq += batch.n
-        codes = batch.strings["consignee_id"].tolist()     # codes before names (interned on first read)
-        keys = batch.vocab["consignee_id"].normalised
         currency_codes = batch.strings["currency"]
         per_code = np.array([self._usd.get(c, np.nan) for c in batch.vocab["currency"].strings])
         rate = per_code[currency_codes]
         order = np.argsort(seq, kind="stable")
-        slots = self.store.slots_of([keys[codes[i]] for i in order.tolist()])
+        slots = self._consignee_slots(batch)[order]
         cols = self.store.apply(slots, seq[order], batch.event_time_ms[order],
                                 (batch.numbers["declared_value"] * rate)[order], batch.parcel_hash[order])
         self._changed.append(self.store.changed_slots.copy())
@@ -211,6 +211,27 @@ class StatefulScreener:
             out = np.empty(batch.n)
             out[order] = cols[name]
             batch.numbers[name] = out
+
+    def _consignee_slots(self, batch: ParcelBatch) -> np.ndarray:
+        """The store slot of each parcel's consignee; a vocabulary code is looked up in the store once.
+
+        A code keeps its slot while both vocabularies live (the store's is replaced only when it compacts), so
+        only codes not seen before cost Python: their normalised keys, interned in the store in one call."""
+        codes = batch.strings["consignee_id"]       # read first: reading the column interns it
+        vocab = batch.vocab["consignee_id"]
+        seen_vocab, seen_store, table = self._slots
+        if seen_vocab is not vocab or seen_store is not self.store.vocab:
+            table = np.zeros(0, dtype=np.int32)
+        if len(table) < len(vocab):                 # -2: not looked up yet (-1 is the missing key's slot)
+            grown = np.full(max(len(vocab), 2 * len(table)), -2, dtype=np.int32)
+            grown[:len(table)] = table
+            table = grown
+        new = np.unique(codes[table[codes] == -2])
+        if len(new):
+            keys = vocab.normalised
+            table[new] = self.store.slots_of([keys[c] for c in new.tolist()])
+        self._slots = (vocab, self.store.vocab, table)
+        return table[codes]
 
     def take_changed(self) -> np.ndarray:
         """Store slots changed since the last call (distinct): the entities to write to the changelog."""

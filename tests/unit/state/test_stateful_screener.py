@@ -96,6 +96,23 @@ def test_a_replayed_message_is_not_counted_twice(screener):
     assert reason["values"]["consignee_24h_count"] == 4
 
 
+def test_a_consignee_keeps_its_window_when_the_store_compacts_between_batches(screener):
+    # Ten consignees of January expire once November parcels arrive; forgetting ten of eleven compacts the
+    # store, which renumbers the survivor: the next parcel must still find its window (R2 at CNY 6,000).
+    january = [{**parcel(f"J{k}", f"C-{k}", 0, 100.0), "event_time": "2026-01-01T00:00:00Z"} for k in range(10)]
+    processor = BatchProcessor(screener)
+    processor.process([manifest(0, january)])
+    processor.process([manifest(1, [parcel("A", "C-keep", 1, 3000.0)])])
+    slot_before = int(screener.store.slots_of(["c-keep"])[0])
+    assert len(screener.store.expire()) == 10
+    assert int(screener.store.slots_of(["c-keep"])[0]) != slot_before      # compacted: renumbered
+    got = decisions(processor.process([manifest(2, [parcel("B", "C-keep", 5, 3000.0),
+                                                     parcel("N", "C-3", 5, 3000.0)])]).records)
+    reason = next(r for r in got["B"]["reasons"] if r["rule_id"] == "R2_SPLIT_SHIPMENT_CN_9610")
+    assert reason["values"]["consignee_24h_count"] == 2
+    assert [r["rule_id"] for r in got["N"]["reasons"]] == ["R12_NEW_CONSIGNEE_HIGH_VALUE"]   # forgotten: new again
+
+
 def test_capacity_demotes_the_lowest_scored_selections_near_the_limit_and_says_so(tmp_path):
     from pathlib import Path
 
