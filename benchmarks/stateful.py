@@ -11,8 +11,9 @@ capacity limit (R15), which re-keys parcels by consignee through the `parcels` t
 `state-changelog`. A round's rate runs from its first output (for the stateful worker its first re-keyed
 record, as work before the first decision counts too) to its last decision. Prints each one's best round
 and the ratio (issue 10's target: at least 0.6), per parcels/s and per CPU-second, then the same pair
-without a broker (`compute_only`: both stages called in this process), which tells the compute from the
-second trip through Kafka; writes benchmarks/stateful-results.json. The full run
+without a broker (`compute_only`: both stages called in this process, each stage's microseconds per
+parcel too), which tells the compute from the second trip through Kafka; writes
+benchmarks/stateful-results.json. The full run
 (`python -m benchmarks.run --full`) measures the same pair among the other contenders (recycled consignees).
 
 Consignees. The backlog is copies of one 20,000-parcel pool. By default (`fresh`) each copy renames its
@@ -109,39 +110,46 @@ def compute_only(pool, pack: Path, parcels: int, rounds: int, partitions: int, b
                for at in range(0, len(values), batch)]
     n = len(values) * pool.parcels_per_message
 
-    def plain() -> float:
+    def plain() -> dict[str, float]:
         processor = BatchProcessor(plain_rules)
         t0 = time.perf_counter()
         for raws in batches:
             processor.process(raws)
-        return time.perf_counter() - t0
+        return {"stateless": time.perf_counter() - t0}
 
-    def stateful() -> float:
+    def stateful() -> dict[str, float]:
         stage_one = BatchProcessor(state_rules, router=Router(partitions))
         risk, vocabularies = RiskStats(), VocabularyGenerations()
         shards = [Shard(state_rules, {}, partitions, risk, vocabularies) for _ in range(partitions)]
         offsets = [0] * partitions
-        t0 = time.perf_counter()
+        one = two = 0.0
         for raws in batches:
+            t0 = time.perf_counter()
             by_partition: dict[int, list] = {}
             for kind, _, value, p in stage_one.process(raws).records:
                 if kind == PARCELS:
                     by_partition.setdefault(p, []).append(RawMessage(value, PARCELS, p, offsets[p]))
                     offsets[p] += 1
+            t1 = time.perf_counter()
             for p, records in sorted(by_partition.items()):
                 shards[p].screen(p, records)
-        return time.perf_counter() - t0
+            one, two = one + t1 - t0, two + time.perf_counter() - t1
+        return {"stateful": one + two, "stage_one": one, "stage_two": two}
 
     gc.set_threshold(*WORKER_GC_THRESHOLD)
-    best = {"stateless": float("inf"), "stateful": float("inf")}
+    best = {"stateless": float("inf"), "stateful": float("inf"), "stage_one": float("inf"), "stage_two": float("inf")}
     for r in range(rounds):
         for name, run in ((("stateless", plain), ("stateful", stateful)) if r % 2 == 0
                           else (("stateful", stateful), ("stateless", plain))):
-            best[name] = min(best[name], run())
+            for part, seconds in run().items():
+                best[part] = min(best[part], seconds)
             log(f"compute only, round {r + 1}/{rounds}: {name} {n / best[name]:,.0f} parcels/s (best so far)")
     rates = {name: round(n / s, 1) for name, s in best.items()}
+    # Per-parcel microseconds tell where the stateful compute goes: stage one's scan and re-keying, stage
+    # two's checks, state and screening, against the stateless worker's whole job.
     return {"parcels": n, "stateless_parcels_per_s": rates["stateless"], "stateful_parcels_per_s": rates["stateful"],
-            "ratio": _ratio(rates["stateful"], rates["stateless"])}
+            "ratio": _ratio(rates["stateful"], rates["stateless"]),
+            "us_per_parcel": {name: round(s / n * 1e6, 2) for name, s in best.items()}}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -169,8 +177,10 @@ def main(argv: list[str] | None = None) -> dict:
     for key in ("screener_500", "screener_500_stateful"):
         log(f"{key}: best {results[key]['parcels_per_s']:,.0f} parcels/s, "
             f"{results[key]['best_parcels_per_core_s']} per CPU-s")
+    us = results["compute_only"]["us_per_parcel"]
     print(f"stateful_ratio {results['stateful_ratio']} (per CPU-s {results['stateful_ratio_per_core']}); "
-          f"compute only {results['compute_only']['ratio']}")
+          f"compute only {results['compute_only']['ratio']} (us per parcel: stateless {us['stateless']}, "
+          f"stateful {us['stateful']} = stage one {us['stage_one']} + stage two {us['stage_two']})")
     return results
 
 

@@ -100,29 +100,31 @@ class StatefulScreener:
         # (batch vocabulary, store vocabulary, store slot of each consignee code): see _consignee_slots.
         self._slots: tuple[object, object, np.ndarray] = (None, None, np.zeros(0, dtype=np.int32))
 
-    def _entity_codes(self, batch: ParcelBatch) -> dict[str, tuple[np.ndarray, list[str]]]:
-        """Per risk kind: (codes, normalised key of each code); hs6 kinds per item."""
+    def _entity_codes(self, batch: ParcelBatch, kinds) -> dict[str, tuple[np.ndarray, list[str]]]:
+        """Per risk kind of `kinds`: (codes, normalised key of each code); hs6 kinds per item."""
         out = {}
         for kind, field in _PARCEL_KEYS.items():
-            codes = batch.strings[field]
-            out[kind] = (codes, batch.vocab[field].normalised)
-        hs = batch.item_strings["hs_code"]
-        vocab = batch.vocab["item_hs_code"]
-        if self._hs6[0] is not vocab:        # a new generation of vocabularies
-            self._hs6 = (vocab, [])
-        hs_keys = self._hs6[1]
-        hs_keys.extend(k[:6] for k in vocab.normalised[len(hs_keys):])
-        out["hs6"] = (hs, hs_keys)
+            if kind in kinds:
+                out[kind] = (batch.strings[field], batch.vocab[field].normalised)
+        if "hs6" in kinds:
+            hs = batch.item_strings["hs_code"]
+            vocab = batch.vocab["item_hs_code"]
+            if self._hs6[0] is not vocab:        # a new generation of vocabularies
+                self._hs6 = (vocab, [])
+            hs_keys = self._hs6[1]
+            hs_keys.extend(k[:6] for k in vocab.normalised[len(hs_keys):])
+            out["hs6"] = (hs, hs_keys)
         return out
 
     def _fill_risk(self, batch: ParcelBatch) -> None:
         wanted = [f for f in self.fields if f in RISK_FIELDS]
         if not wanted:
             return
-        ents = self._entity_codes(batch)
+        kinds = {RISK_FIELDS[f] for f in wanted}
+        ents = self._entity_codes(batch, kinds | ({"origin", "hs6"} if "origin_hs6" in kinds else set()))
         parent = np.repeat(np.arange(batch.n), np.diff(batch.item_offsets))
-        for name in wanted:
-            kind = RISK_FIELDS[name]
+        rows: dict[str, tuple[np.ndarray, np.ndarray]] = {}    # kind: (rate, labelled) per parcel or item
+        for kind in kinds:           # once per kind, though a pack may read its rate and its count
             if kind == "origin_hs6":
                 origin_codes, origin_keys = ents["origin"]
                 hs_codes, hs_keys = ents["hs6"]
@@ -130,14 +132,17 @@ class StatefulScreener:
                 width = len(hs_keys)
                 distinct, inverse = np.unique(origin_codes[parent].astype(np.int64) * width + hs_codes,
                                               return_inverse=True)
-                pairs = [pair_key(origin_keys[o], hs_keys[h]) if origin_keys[o] and hs_keys[h] else ""
-                         for o, h in zip((distinct // width).tolist(), (distinct % width).tolist())]
-                values = self.risk.rates(kind, pairs)[0][inverse]
+                keys = [pair_key(origin_keys[o], hs_keys[h]) if origin_keys[o] and hs_keys[h] else ""
+                        for o, h in zip((distinct // width).tolist(), (distinct % width).tolist())]
             else:
-                codes, keys = ents[kind]
+                codes, names = ents[kind]
                 distinct, inverse = np.unique(codes, return_inverse=True)
-                rate, labelled = self.risk.rates(kind, [keys[c] for c in distinct.tolist()])
-                values = (labelled if name.endswith("_inspections") else rate)[inverse]
+                keys = [names[c] for c in distinct.tolist()]
+            rate, labelled = self.risk.rates(kind, keys)
+            rows[kind] = (rate[inverse], labelled[inverse])
+        for name in wanted:
+            kind = RISK_FIELDS[name]
+            values = rows[kind][1 if name.endswith("_inspections") else 0]
             if kind in ("hs6", "origin_hs6"):       # an item-level rate: the parcel's highest
                 col = np.full(batch.n, np.nan)
                 np.fmax.at(col, parent, values)
@@ -146,7 +151,7 @@ class StatefulScreener:
 
     def _facts_of(self, batch: ParcelBatch, rows: list[int]) -> list[dict[str, list[str]]]:
         """Normalised entity keys per risk kind of parcels `rows` (what an outcome is joined to)."""
-        ents = self._entity_codes(batch)
+        ents = self._entity_codes(batch, ("consignee", "seller", "origin", "hs6"))
         off = batch.item_offsets.tolist()
         out = []
         for i in rows:
