@@ -348,7 +348,8 @@ def _notes(r: dict) -> list[str]:
     return ["## Notes", "",
             "- Sizes of this run: " + ", ".join(f"{k}={v}" for k, v in r["sizes"].items()) + ".",
             "- Inputs are a generated pool re-published with rewritten parcel and manifest ids, so every parcel is "
-            "distinct; consignees, sellers and products follow the generator's distributions.",
+            "distinct; every copy of the manifest pool also renames its consignees, so distinct consignees grow with "
+            "the traffic; sellers and products follow the generator's distributions.",
             "- Every contender (ceilings included) is a process of its own; the harness (publisher and the consumer "
             "that reads the outputs) is another, and all share the two cores with the broker and with other "
             "engineers' work.",

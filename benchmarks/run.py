@@ -25,7 +25,7 @@ import signal
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from screener.kafka.broker import EmbeddedBroker
@@ -150,7 +150,9 @@ async def measure_all(mode: str, sizes: Sizes, workdir: Path) -> dict:
     env = Env(broker.bootstrap, broker.url, broker.process.pid, workdir, sizes.partitions)
     try:
         log(f"{mode}: broker {env.broker_url}, load {load_average()}; generating pools")
-        pools = {500: make_pool(500, min(sizes.pool_parcels, sizes.parcels_500), 71),
+        # Every copy of the manifest pool renames its consignees, so distinct consignees grow with the traffic
+        # as on a real day (recycled ones made each consignee's window hold dozens of identical parcels).
+        pools = {500: replace(make_pool(500, min(sizes.pool_parcels, sizes.parcels_500), 71), fresh_consignees=True),
                  1: make_pool(1, min(5_000, sizes.parcels_1), 73)}
         packs = {name: compose(name, workdir / "packs") for name in ("hit50", "hit100")}
         packs["stateful"] = compose_stateful(workdir / "packs")

@@ -14,7 +14,7 @@ and the ratio (issue 10's target: at least 0.6), per parcels/s and per CPU-secon
 without a broker (`compute_only`: both stages called in this process, each stage's microseconds per
 parcel too), which tells the compute from the second trip through Kafka; writes
 benchmarks/stateful-results.json. The full run
-(`python -m benchmarks.run --full`) measures the same pair among the other contenders (recycled consignees).
+(`python -m benchmarks.run --full`) measures the same pair among the other contenders (fresh consignees).
 
 Consignees. The backlog is copies of one 20,000-parcel pool. By default (`fresh`) each copy renames its
 consignees, so distinct consignees grow with the traffic as on a real day. With `recycled`, copy r sends
