@@ -118,8 +118,8 @@ def compute_only(pool, pack: Path, parcels: int, rounds: int, partitions: int, b
         return {"stateless": time.perf_counter() - t0}
 
     def stateful() -> dict[str, float]:
-        stage_one = BatchProcessor(state_rules, router=Router(partitions))
-        risk, vocabularies = RiskStats(), VocabularyGenerations()
+        risk, vocabularies = RiskStats(), VocabularyGenerations()      # one generation for both, as the worker
+        stage_one = BatchProcessor(state_rules, router=Router(partitions), vocabularies=vocabularies)
         shards = [Shard(state_rules, {}, partitions, risk, vocabularies) for _ in range(partitions)]
         offsets = [0] * partitions
         one = two = 0.0

@@ -104,8 +104,10 @@ class StateShards:
     """The shards of the partitions this worker owns, built from the changelog when first needed."""
 
     def __init__(self, rules, bootstrap: list[str], changelog_topic: str, processor_args: dict,
-                 partitions: int, risk: RiskStats | None = None) -> None:
-        """`partitions`: of the re-keyed topic (each one a state partition); `risk`: shared by every shard."""
+                 partitions: int, risk: RiskStats | None = None,
+                 vocabularies: VocabularyGenerations | None = None) -> None:
+        """`partitions`: of the re-keyed topic (each one a state partition); `risk`: shared by every shard;
+        `vocabularies`: the worker's (stage one's too), else one generation of the shards' own."""
         self.rules = rules
         self.risk = risk
         self.partitions = partitions
@@ -116,8 +118,8 @@ class StateShards:
         self._restoring: dict[int, asyncio.Task] = {}
         # One generation of vocabularies for every shard: descriptions, sellers and codes are not partitioned
         # by consignee, so per-shard vocabularies interned (and looked up) most strings once per partition.
-        self.vocabularies = VocabularyGenerations(processor_args.get("max_message_bytes", 1 << 20),
-                                                  processor_args.get("vocabulary_max_strings", 2_000_000))
+        self.vocabularies = vocabularies or VocabularyGenerations(processor_args.get("max_message_bytes", 1 << 20),
+                                                                  processor_args.get("vocabulary_max_strings", 2_000_000))
         self.recovered_entities = 0
         self.dropped_by_revoked = 0   # window events dropped by the stores of partitions since revoked
 

@@ -26,7 +26,7 @@ from screener.ops.metrics import PipelineMetrics
 from screener.ops.observability import attach
 from screener.pipeline.deadletter import dead_letter
 from screener.pipeline.decode import RawMessage, Rejection
-from screener.pipeline.processor import DEAD_LETTER, DECISIONS, FLAGGED, BatchOutcome, BatchProcessor
+from screener.pipeline.processor import DEAD_LETTER, DECISIONS, FLAGGED, BatchOutcome, BatchProcessor, VocabularyGenerations
 from screener.pipeline.screening import Screener
 from screener.rules.screener import PackScreener
 from screener.settings import Settings
@@ -93,7 +93,10 @@ def create_app(settings: Settings, screener: Screener, metrics: PipelineMetrics 
     # A stateful pack screens in two stages: this one validates and re-keys parcels by consignee
     # (screener/state/route.py), the agent on PARCELS screens them with the state of its partitions.
     router = Router(settings.partitions, settings.max_record_bytes, settings.hop_compression) if stateful else None
-    processor = BatchProcessor(screener, router=router, **processor_args)
+    # Both stages intern into one generation of vocabularies: stage two then finds the consignee ids stage one
+    # interned and normalised for routing, and the worker holds one copy of its strings, not two.
+    vocabularies = VocabularyGenerations(settings.max_message_bytes, settings.vocabulary_max_strings)
+    processor = BatchProcessor(screener, router=router, vocabularies=vocabularies, **processor_args)
     app.screener_processor = processor  # for observability (vocabulary sizes)
 
     @app.agent(topics["manifests"], name="screen")
@@ -120,7 +123,7 @@ def create_app(settings: Settings, screener: Screener, metrics: PipelineMetrics 
     if stateful:
         risk = RiskStats() if feedback else None
         shards = StateShards(screener, settings.bootstrap_servers, settings.topic(CHANGELOG), processor_args,
-                             settings.partitions, risk)
+                             settings.partitions, risk, vocabularies)
         facts = FactPartitions(settings.bootstrap_servers, settings.topic(FACTS_TOPIC),
                                int(settings.facts_retention_days * DAY_MS))
 
