@@ -197,19 +197,17 @@ def _cmp_parts(node: ir.Compare, held: bool) -> tuple[str, str | None, str, str]
 def compare_texts(node: ir.Compare, lefts: list, rights: list, held: list[bool], currencies: list[str]) -> list[str]:
     """A comparison in words, per parcel: "value per kg USD 1.11/kg is below USD 40.00/kg (band ...)"."""
     parts = {True: _cmp_parts(node, True), False: _cmp_parts(node, False)}
+    threshold = isinstance(node.right, ir.Const)    # the same value for every parcel: worded once per currency
+    shown: dict[str, str] = {}
     out = []
-    if isinstance(node.right, ir.Const):     # a threshold: the same value for every parcel, worded once per currency
-        shown: dict[str, str] = {}
-        for lv, rv, h, cur in zip(lefts, rights, held, currencies):
-            left, u, words, right = parts[h]
-            threshold = shown.get(cur)
-            if threshold is None:
-                threshold = shown[cur] = number(rv, u, cur)
-            out.append(f"{left} {number(lv, u, cur)} is {words} {threshold}{right}")
-        return out
     for lv, rv, h, cur in zip(lefts, rights, held, currencies):
         left, u, words, right = parts[h]
-        out.append(f"{left} {number(lv, u, cur)} is {words} {number(rv, u, cur)}{right}")
+        rt = shown.get(cur) if threshold else None
+        if rt is None:
+            rt = number(rv, u, cur)
+            if threshold:
+                shown[cur] = rt
+        out.append(f"{left} {number(lv, u, cur)} is {words} {rt}{right}")
     return out
 
 

@@ -40,6 +40,7 @@ from screener.state.segment_columns import block_size, decode_block, encode_bloc
 PARCELS = "parcels"      # the kind (and topic name) of re-keyed records
 _HEADER_SLACK = 4096
 _LZ4_MAGIC = b"\x04\x22\x4d\x18"   # an LZ4 frame; an uncompressed record starts with its header's "{"
+_MAX_EXPANDED = 1 << 22      # what a frame may expand to unless the caller says (the worker derives its own)
 
 
 class Router:
@@ -249,13 +250,13 @@ def expanded(value: bytes, max_bytes: int) -> bytes:
 
 
 def segments(value: bytes, topic: str, partition: int, offset: int, timestamp_ms: int = 0,
-             max_bytes: int = 1 << 22) -> list[RawMessage]:
+             max_bytes: int = _MAX_EXPANDED) -> list[RawMessage]:
     """The segments of a re-keyed record as messages for stage two (raises ValueError on a malformed one)."""
     return segments_and_columns(value, topic, partition, offset, timestamp_ms, max_bytes)[0]
 
 
 def segments_and_columns(value: bytes, topic: str, partition: int, offset: int, timestamp_ms: int = 0,
-                         max_bytes: int = 1 << 22) -> tuple[list[RawMessage], ScanResult | None]:
+                         max_bytes: int = _MAX_EXPANDED) -> tuple[list[RawMessage], ScanResult | None]:
     """The segments as messages and, when the record's column block fits them, the scan of their documents;
     `max_bytes`: the most a compressed record may expand to (stage one writes at most its record limit
     plus one oversized parcel)."""
