@@ -157,6 +157,36 @@ class Vocabulary:
         return int(self.intern_many([value])[0])
 
 
+class PerCode:
+    """An int32 value derived from each code of a vocabulary, computed once per code while the vocabulary
+    (and whatever else the value depends on, `owner`) stays the same object.
+
+    `compute(vocab, codes)` gives the values of new codes (distinct, ascending) in one call, so only codes
+    never seen before cost Python; a new generation of vocabularies, or a new owner, starts afresh.
+    """
+
+    _UNSET = -2**31
+
+    def __init__(self, compute) -> None:
+        self._compute = compute
+        self._vocab, self._owner, self._table = None, None, np.zeros(0, dtype=np.int32)
+
+    def __call__(self, vocab: Vocabulary, codes: np.ndarray, owner=None) -> np.ndarray:
+        """The value of each of `codes` (codes of `vocab`)."""
+        table = self._table
+        if self._vocab is not vocab or self._owner is not owner:
+            table = np.zeros(0, dtype=np.int32)
+        if len(table) < len(vocab):
+            bigger = np.full(max(len(vocab), 2 * len(table)), self._UNSET, dtype=np.int32)
+            bigger[:len(table)] = table
+            table = bigger
+        new = np.unique(codes[table[codes] == self._UNSET])
+        if len(new):
+            table[new] = self._compute(vocab, new)
+        self._vocab, self._owner, self._table = vocab, owner, table
+        return table[codes]
+
+
 def grown(a: np.ndarray, need: int) -> np.ndarray:
     """A copy of `a` doubled in length until it holds `need` entries; the new tail is zeros."""
     # Doubling keeps growth amortised O(1); the untouched tail of np.zeros is not resident until written.

@@ -32,6 +32,7 @@ from screener.kernels.block_check import parcel_objects, spans_are_plain_strings
 from screener.kernels.json_scan import CARRIER_CODE, ScanResult
 from screener.kernels.partition import partitions_of
 from screener.kernels.segments import write_segments
+from screener.pipeline.batch import PerCode
 from screener.pipeline.decode import RawMessage
 from screener.pipeline.fast_columns import utf8
 from screener.settings import HOP_COMPRESSIONS
@@ -53,6 +54,7 @@ class Router:
         self.partitions = partitions
         self.max_record_bytes = max_record_bytes
         self.compress = compression == "lz4"
+        self._partition_of = PerCode(self._partitions_of_codes)   # each consignee code's partition, once
         self.reset()
 
     def reset(self) -> None:
@@ -61,10 +63,11 @@ class Router:
 
     def _partitions(self, batch) -> np.ndarray:
         codes = batch.strings["consignee_id"]    # first: reading the column interns it, `normalised` then has it
-        keys = batch.vocab["consignee_id"].normalised
-        distinct = np.unique(codes)
-        parts = partitions_of([keys[c].encode() for c in distinct.tolist()], self.partitions)
-        return parts[np.searchsorted(distinct, codes)]
+        return self._partition_of(batch.vocab["consignee_id"], codes).astype(np.int64)
+
+    def _partitions_of_codes(self, vocab, codes: np.ndarray) -> np.ndarray:
+        keys = vocab.normalised
+        return partitions_of([keys[c].encode() for c in codes.tolist()], self.partitions)
 
     def add(self, messages, batch, parcel_json, outcome, scanned=None) -> None:
         """Queue decoded messages (rows [m.lo, m.hi) of `batch`) for re-keying; `scanned` = (buf, the scan of

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from screener.pipeline.batch import LANE_NAMES, ParcelBatch, Reason, ScreenResult
+from screener.pipeline.batch import LANE_NAMES, ParcelBatch, PerCode, Reason, ScreenResult
 from screener.rules.screener import PackScreener
 from screener.rules.tables import Tables
 from screener.state.capacity import CapacityCounters, demote
@@ -97,8 +97,7 @@ class StatefulScreener:
         self.near = rules.pack.capacity_near
         self.counters = CapacityCounters()
         self._hs6: tuple[object, list[str]] = (None, [])   # HS6 of each item_hs_code code, grown with the vocabulary
-        # (batch vocabulary, store vocabulary, store slot of each consignee code): see _consignee_slots.
-        self._slots: tuple[object, object, np.ndarray] = (None, None, np.zeros(0, dtype=np.int32))
+        self._slots = PerCode(self._store_slots)    # store slot of each consignee code: _consignee_slots
 
     def _entity_codes(self, batch: ParcelBatch, kinds) -> dict[str, tuple[np.ndarray, list[str]]]:
         """Per risk kind of `kinds`: (codes, normalised key of each code); hs6 kinds per item."""
@@ -218,25 +217,14 @@ class StatefulScreener:
             batch.numbers[name] = out
 
     def _consignee_slots(self, batch: ParcelBatch) -> np.ndarray:
-        """The store slot of each parcel's consignee; a vocabulary code is looked up in the store once.
-
-        A code keeps its slot while both vocabularies live (the store's is replaced only when it compacts), so
-        only codes not seen before cost Python: their normalised keys, interned in the store in one call."""
+        """The store slot of each parcel's consignee; a vocabulary code is looked up in the store once (a slot
+        lasts while the store's vocabulary does: a compaction replaces it)."""
         codes = batch.strings["consignee_id"]       # read first: reading the column interns it
-        vocab = batch.vocab["consignee_id"]
-        seen_vocab, seen_store, table = self._slots
-        if seen_vocab is not vocab or seen_store is not self.store.vocab:
-            table = np.zeros(0, dtype=np.int32)
-        if len(table) < len(vocab):                 # -2: not looked up yet (-1 is the missing key's slot)
-            grown = np.full(max(len(vocab), 2 * len(table)), -2, dtype=np.int32)
-            grown[:len(table)] = table
-            table = grown
-        new = np.unique(codes[table[codes] == -2])
-        if len(new):
-            keys = vocab.normalised
-            table[new] = self.store.slots_of([keys[c] for c in new.tolist()])
-        self._slots = (vocab, self.store.vocab, table)
-        return table[codes]
+        return self._slots(batch.vocab["consignee_id"], codes, self.store.vocab)
+
+    def _store_slots(self, vocab, codes: np.ndarray) -> np.ndarray:
+        keys = vocab.normalised
+        return self.store.slots_of([keys[c] for c in codes.tolist()])
 
     def take_changed(self) -> np.ndarray:
         """Store slots changed since the last call (distinct): the entities to write to the changelog."""
