@@ -12,7 +12,8 @@ capacity limit (R15), which re-keys parcels by consignee through the `parcels` t
 record, as work before the first decision counts too) to its last decision. Prints each one's best round
 and the ratio (issue 10's target: at least 0.6), per parcels/s and per CPU-second, then the same pair
 without a broker (`compute_only`: both stages called in this process, each stage's microseconds per
-parcel too), which tells the compute from the second trip through Kafka; writes
+parcel too), which tells the compute from the second trip through Kafka, and `one_stage`: stage two's work
+straight on the manifests with one store, the compute bound of any design that skips the re-keying; writes
 benchmarks/stateful-results.json. The full run
 (`python -m benchmarks.run --full`) measures the same pair among the other contenders (fresh consignees).
 
@@ -93,7 +94,8 @@ async def _profile(env: Env, pool, best: dict, out: Path, pack: Path) -> dict:
 def compute_only(pool, pack: Path, parcels: int, rounds: int, partitions: int, batch: int = 64) -> dict:
     """The same two pipelines without a broker: stage one and stage two called directly, batches of `batch`
     manifests, the worker's GC settings; best of `rounds` each, interleaved. Tells the compute apart from
-    what the second trip through Kafka (produce, fetch, acknowledge) costs."""
+    what the second trip through Kafka (produce, fetch, acknowledge) costs; `one_stage` is the stateful
+    compute with no re-keying at all."""
     import gc
     import time
 
@@ -136,11 +138,22 @@ def compute_only(pool, pack: Path, parcels: int, rounds: int, partitions: int, b
             one, two = one + t1 - t0, two + time.perf_counter() - t1
         return {"stateful": one + two, "stage_one": one, "stage_two": two}
 
+    def one_stage() -> dict[str, float]:
+        # Stage two's work (state, screening, changelog, facts) straight on the manifests, one store: what a
+        # design without the re-keyed hop could reach at best, as it leaves out any trip to the state's owner.
+        shard = Shard(state_rules, {}, partitions, RiskStats(), VocabularyGenerations())
+        t0 = time.perf_counter()
+        for raws in batches:
+            shard.processor.process(raws)
+            shard.changelog(0)
+            shard.facts()
+        return {"one_stage": time.perf_counter() - t0}
+
     gc.set_threshold(*WORKER_GC_THRESHOLD)
-    best = {"stateless": float("inf"), "stateful": float("inf"), "stage_one": float("inf"), "stage_two": float("inf")}
+    best = dict.fromkeys(("stateless", "stateful", "stage_one", "stage_two", "one_stage"), float("inf"))
+    runs = (("stateless", plain), ("stateful", stateful), ("one_stage", one_stage))
     for r in range(rounds):
-        for name, run in ((("stateless", plain), ("stateful", stateful)) if r % 2 == 0
-                          else (("stateful", stateful), ("stateless", plain))):
+        for name, run in runs[r % 3:] + runs[:r % 3]:     # interleaved: each goes first in turn
             for part, seconds in run().items():
                 best[part] = min(best[part], seconds)
             log(f"compute only, round {r + 1}/{rounds}: {name} {n / best[name]:,.0f} parcels/s (best so far)")
@@ -149,6 +162,7 @@ def compute_only(pool, pack: Path, parcels: int, rounds: int, partitions: int, b
     # two's checks, state and screening, against the stateless worker's whole job.
     return {"parcels": n, "stateless_parcels_per_s": rates["stateless"], "stateful_parcels_per_s": rates["stateful"],
             "ratio": _ratio(rates["stateful"], rates["stateless"]),
+            "one_stage_parcels_per_s": rates["one_stage"], "one_stage_ratio": _ratio(rates["one_stage"], rates["stateless"]),
             "us_per_parcel": {name: round(s / n * 1e6, 2) for name, s in best.items()}}
 
 
@@ -180,7 +194,8 @@ def main(argv: list[str] | None = None) -> dict:
     us = results["compute_only"]["us_per_parcel"]
     print(f"stateful_ratio {results['stateful_ratio']} (per CPU-s {results['stateful_ratio_per_core']}); "
           f"compute only {results['compute_only']['ratio']} (us per parcel: stateless {us['stateless']}, "
-          f"stateful {us['stateful']} = stage one {us['stage_one']} + stage two {us['stage_two']})")
+          f"stateful {us['stateful']} = stage one {us['stage_one']} + stage two {us['stage_two']}; "
+          f"one stage, no hop {us['one_stage']}, ratio {results['compute_only']['one_stage_ratio']})")
     return results
 
 
