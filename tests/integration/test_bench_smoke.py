@@ -47,3 +47,17 @@ def test_recovery_benchmark_rebuilds_every_entity_from_the_broker_with_identical
     assert done.returncode == 0, done.stderr[-4000:]
     results = json.loads(done.stdout)
     assert results["recovered_entities"] == 3000 and results["recovered_columns_identical"] is True
+
+
+def test_worker_memory_benchmark_renews_vocabularies_so_strings_stay_bounded(tmp_path):
+    out = tmp_path / "worker_memory.json"
+    done = subprocess.run([sys.executable, "-m", "benchmarks.worker_memory", "--parcels", "160000",
+                           "--max-strings", "100000", "--out", str(out)], cwd=REPO, capture_output=True, text=True,
+                          timeout=240, check=False)
+    assert done.returncode == 0, done.stderr[-4000:]
+    results = json.loads(out.read_text())
+    trace = results["trace"]
+    assert results["parcels"] == 160000 and results["generations"] >= 2
+    # The bound is checked between batches: a generation holds at most the bound plus one batch's strings.
+    assert max(s["strings"] for s in trace) <= 100000 + 2 * trace[0]["strings"]
+    assert trace[-1]["entities"] > trace[0]["entities"] and results["stores_mb"] > 0
