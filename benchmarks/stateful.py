@@ -91,6 +91,20 @@ async def _profile(env: Env, pool, best: dict, out: Path, pack: Path) -> dict:
     return res
 
 
+def rekeyed(stage_one, raws: list, offsets: list[int]) -> dict[int, list]:
+    """Stage one's re-keyed records of a batch as stage two reads them, by partition (`offsets`: the next
+    offset of each partition, advanced)."""
+    from screener.pipeline.decode import RawMessage
+    from screener.state.route import PARCELS
+
+    by_partition: dict[int, list] = {}
+    for kind, _, value, p in stage_one.process(raws).records:
+        if kind == PARCELS:
+            by_partition.setdefault(p, []).append(RawMessage(value, PARCELS, p, offsets[p]))
+            offsets[p] += 1
+    return by_partition
+
+
 def compute_only(pool, pack: Path, parcels: int, rounds: int, partitions: int, batch: int = 64) -> dict:
     """The same two pipelines without a broker: stage one and stage two called directly, batches of `batch`
     manifests, the worker's GC settings; best of `rounds` each, interleaved. Tells the compute apart from
@@ -104,7 +118,7 @@ def compute_only(pool, pack: Path, parcels: int, rounds: int, partitions: int, b
     from screener.pipeline.processor import BatchProcessor, VocabularyGenerations
     from screener.rules import load_pack_screener
     from screener.state.risk import RiskStats
-    from screener.state.route import PARCELS, Router
+    from screener.state.route import Router
 
     plain_rules, state_rules = load_pack_screener(REPO / "rules" / "default.toml"), load_pack_screener(pack)
     values = list(pool.stream(pool.messages_for(parcels)))
@@ -127,11 +141,7 @@ def compute_only(pool, pack: Path, parcels: int, rounds: int, partitions: int, b
         one = two = 0.0
         for raws in batches:
             t0 = time.perf_counter()
-            by_partition: dict[int, list] = {}
-            for kind, _, value, p in stage_one.process(raws).records:
-                if kind == PARCELS:
-                    by_partition.setdefault(p, []).append(RawMessage(value, PARCELS, p, offsets[p]))
-                    offsets[p] += 1
+            by_partition = rekeyed(stage_one, raws, offsets)
             t1 = time.perf_counter()
             for p, records in sorted(by_partition.items()):
                 shards[p].screen(p, records)

@@ -26,7 +26,7 @@ from pathlib import Path
 from .ceiling import WORKER_GC_THRESHOLD
 from .hitpacks import compose_stateful
 from .state_memory import _rss
-from .stateful import benchmark_pool
+from .stateful import benchmark_pool, rekeyed
 
 RESULTS = Path(__file__).resolve().parent / "worker_memory-results.json"
 MANIFESTS_PER_BATCH = 64
@@ -40,7 +40,7 @@ def run(parcels: int, max_strings: int, samples: int = 12) -> dict:
     from screener.pipeline.processor import BatchProcessor, VocabularyGenerations
     from screener.rules import load_pack_screener
     from screener.state.risk import RiskStats
-    from screener.state.route import PARCELS, Router
+    from screener.state.route import Router
 
     pool = benchmark_pool("fresh")
     with tempfile.TemporaryDirectory() as tmp:
@@ -58,15 +58,8 @@ def run(parcels: int, max_strings: int, samples: int = 12) -> dict:
     def batch(b: int) -> None:
         values = pool.stream(MANIFESTS_PER_BATCH, start=b * MANIFESTS_PER_BATCH)
         raws = [RawMessage(v, "manifests", 0, b * MANIFESTS_PER_BATCH + k) for k, v in enumerate(values)]
-        by_partition: dict[int, list] = {}
-        for kind, _, value, p in stage_one.process(raws).records:
-            if kind == PARCELS:
-                by_partition.setdefault(p, []).append(RawMessage(value, PARCELS, p, offsets[p]))
-                offsets[p] += 1
-        for p, records in sorted(by_partition.items()):
-            shards[p].screen(p, records)
-            shards[p].changelog(p)
-            shards[p].facts()
+        for p, records in sorted(rekeyed(stage_one, raws, offsets).items()):
+            shards[p].screen(p, records)     # with its changelog and facts records, as in the worker
 
     def sample(b: int) -> dict:
         return {"parcels": (b + 1) * MANIFESTS_PER_BATCH * pool.parcels_per_message, "rss_mb": round(_rss() / 2**20, 1),
