@@ -20,7 +20,6 @@ from aiokafka import AIOKafkaProducer
 
 from screener.kafka.broker import EmbeddedBroker
 from screener.kafka.state_shards import StateShards
-from screener.rules import load_pack_screener
 from screener.state.changelog import encode_entities
 from screener.state.consignee import ConsigneeState
 
@@ -57,7 +56,7 @@ async def measure(entities: int) -> dict:
     try:
         await create_topics(broker.bootstrap, [TOPIC], 1)
         produce_s = await _produce(broker.bootstrap, keys, values)
-        shards = StateShards(load_pack_screener("rules/stateful.toml"), [broker.bootstrap], TOPIC, {}, 1)
+        shards = StateShards([broker.bootstrap], TOPIC)
         t0 = time.perf_counter()
         shard = await shards.get(0)
         recover_s = time.perf_counter() - t0

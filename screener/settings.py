@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from typing import Any
 
 ENV_PREFIX = "SCREENER_"
-HOP_COMPRESSIONS = ("lz4", "none")   # how re-keyed records are written (screener/state/route.py)
 
 
 @dataclass(frozen=True)
@@ -38,9 +37,6 @@ class Settings:
     model: str = ""  # model directory from `screener train`; empty = rules only
     # How long (parcel event time) the facts of a selected parcel are kept for its inspection outcome.
     facts_retention_days: float = 14.0
-    # How a stateful worker writes its re-keyed `parcels` records: "lz4" frames or "none" (plain, for reading
-    # them with kcat); stage two reads both.
-    hop_compression: str = "lz4"
     # Group timing: Faust's defaults made a new worker wait 32 s for its first event and
     # 111 s to resume after a SIGKILL on the embedded broker; these give 5 s and 14 s.
     broker_session_timeout: float = 6.0
@@ -57,12 +53,6 @@ class Settings:
     peak_factor: float = 10.0
     log_level: str = "WARNING"
     data_dir: str = ".screener-data"
-
-    def __post_init__(self) -> None:
-        """Refuse values no component could use (one line for the command line to show)."""
-        if self.hop_compression not in HOP_COMPRESSIONS:
-            raise ValueError(f"{ENV_PREFIX}HOP_COMPRESSION={self.hop_compression!r}: expected one of "
-                             f"{', '.join(HOP_COMPRESSIONS)}")
 
     @property
     def bootstrap_servers(self) -> list[str]:

@@ -20,20 +20,21 @@ from aiokafka.errors import MessageSizeTooLargeError, RecordTooLargeError
 
 from screener.kafka.bulk_send import BulkSender
 from screener.kafka.feedback import INSPECTIONS, FactPartitions, RiskFeed, join_outcomes
+from screener.kafka.state_client import StateClient
 from screener.kafka.state_shards import CHANGELOG, StateShards
 from screener.kafka.transport import ScreenerApp
 from screener.ops.metrics import PipelineMetrics
 from screener.ops.observability import attach
 from screener.pipeline.deadletter import dead_letter
 from screener.pipeline.decode import RawMessage, Rejection
-from screener.pipeline.processor import DEAD_LETTER, DECISIONS, FLAGGED, BatchOutcome, BatchProcessor, VocabularyGenerations
+from screener.pipeline.processor import DEAD_LETTER, DECISIONS, FLAGGED, BatchOutcome, BatchProcessor
 from screener.pipeline.screening import Screener
 from screener.rules.screener import PackScreener
 from screener.settings import Settings
-from screener.state.facts import FACTS_TOPIC
+from screener.state.facts import FACTS_TOPIC, facts_records
+from screener.state.lookup import ANSWERS, REQUESTS
 from screener.state.risk import DAY_MS, JOINED_TOPIC, RiskStats
-from screener.state.route import PARCELS, Router
-from screener.state.screener import needs_state, reads_outcomes
+from screener.state.screener import StatefulScreener, needs_state, reads_outcomes
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,13 @@ def create_app(settings: Settings, screener: Screener, metrics: PipelineMetrics 
 
     `on_batch(outcome, seconds)` is called once a batch's output is acknowledged (a hook for embedding).
     """
+    stateful = isinstance(screener, PackScreener) and needs_state(screener)
+    feedback = stateful and reads_outcomes(screener)
+    risk = RiskStats() if feedback else None
+    if stateful:   # consignee columns from the state partitions' answers, R11 rates from outcomes, R15 here
+        screener = StatefulScreener(screener, risk=risk, capacity_shares=settings.partitions, keep_selected=feedback,
+                                    remote=True)
+    asks = stateful and screener.consignee_state
     app = ScreenerApp(
         settings.app_id,
         broker=settings.faust_broker,
@@ -74,11 +82,11 @@ def create_app(settings: Settings, screener: Screener, metrics: PipelineMetrics 
         producer_linger=PRODUCER_LINGER_S,
         consumer_max_fetch_size=max(settings.max_message_bytes * 2, 4 << 20),
         stream_buffer_maxsize=max(settings.batch_max_messages * 4, 1024),
+        # A batch awaiting state answers must not hold a rebalance up (screener/kafka/state_client.py).
+        stream_wait_empty=not asks,
     )
     app.fetch_max_wait_ms = settings.fetch_max_wait_ms
-    stateful = isinstance(screener, PackScreener) and needs_state(screener)
-    feedback = stateful and reads_outcomes(screener)
-    names = (("manifests", DECISIONS, FLAGGED, DEAD_LETTER) + ((PARCELS, CHANGELOG) if stateful else ())
+    names = (("manifests", DECISIONS, FLAGGED, DEAD_LETTER) + ((REQUESTS, ANSWERS, CHANGELOG) if asks else ())
              + ((INSPECTIONS, FACTS_TOPIC, JOINED_TOPIC) if feedback else ()))
     topics = {
         name: app.topic(settings.topic(name), key_type=bytes, value_type=bytes,
@@ -87,17 +95,14 @@ def create_app(settings: Settings, screener: Screener, metrics: PipelineMetrics 
         for name in names
     }
     out_names = {kind: settings.topic(kind) for kind in names if kind not in ("manifests", INSPECTIONS)}
-    processor_args = {"max_message_bytes": settings.max_message_bytes, "max_record_bytes": settings.max_record_bytes,
-                      "dead_letters_per_message": settings.dead_letters_per_message,
-                      "vocabulary_max_strings": settings.vocabulary_max_strings}
-    # A stateful pack screens in two stages: this one validates and re-keys parcels by consignee
-    # (screener/state/route.py), the agent on PARCELS screens them with the state of its partitions.
-    router = Router(settings.partitions, settings.max_record_bytes, settings.hop_compression) if stateful else None
-    # Both stages intern into one generation of vocabularies: stage two then finds the consignee ids stage one
-    # interned and normalised for routing, and the worker holds one copy of its strings, not two.
-    vocabularies = VocabularyGenerations(settings.max_message_bytes, settings.vocabulary_max_strings)
-    processor = BatchProcessor(screener, router=router, vocabularies=vocabularies, **processor_args)
+    processor = BatchProcessor(screener, max_message_bytes=settings.max_message_bytes,
+                               max_record_bytes=settings.max_record_bytes,
+                               dead_letters_per_message=settings.dead_letters_per_message,
+                               vocabulary_max_strings=settings.vocabulary_max_strings)
     app.screener_processor = processor  # for observability (vocabulary sizes)
+    sender = BulkSender(app.producer, out_names)
+    client = StateClient(settings.bootstrap_servers, settings.topic(ANSWERS), settings.partitions,
+                         settings.max_record_bytes, screener, sender) if asks else None
 
     @app.agent(topics["manifests"], name="screen")
     async def screen(stream: faust.StreamT) -> None:
@@ -110,7 +115,16 @@ def create_app(settings: Settings, screener: Screener, metrics: PipelineMetrics 
             t0 = time.perf_counter()
             raws = [RawMessage(e.message.value, e.message.topic, e.message.partition, e.message.offset,
                                int((e.message.timestamp or 0) * 1000), e.message.key) for e in events]
-            result = processor.process(raws)
+            prepared = processor.prepare(raws)
+            failed = None
+            if client is not None:     # the wait for the answers is not busy time
+                t_ask = time.perf_counter()
+                failed = await client.fill(prepared.batches)
+                t0 += time.perf_counter() - t_ask
+            result = processor.finish(prepared, failed)
+            if feedback:    # the facts of the parcels selected, for the inspection outcomes to come
+                result.records += [(FACTS_TOPIC, None, v, p) for p, v in facts_records(
+                    screener.take_selected(), settings.partitions, settings.max_record_bytes)]
             pending = await sender.send(result.records)
             seconds = time.perf_counter() - t0
             in_flight.append(asyncio.ensure_future(_settle(stream, events, pending, result.outcome, seconds,
@@ -118,26 +132,15 @@ def create_app(settings: Settings, screener: Screener, metrics: PipelineMetrics 
             while in_flight and (len(in_flight) > MAX_BATCHES_IN_FLIGHT or in_flight[0].done()):
                 await in_flight.popleft()  # re-raises a failed send: the agent stops, nothing is acked
 
-    sender = BulkSender(app.producer, out_names)
+    shards = StateShards(settings.bootstrap_servers, settings.topic(CHANGELOG)) if asks else None
+    if asks:
+        @app.task
+        async def read_answers() -> None:
+            # This worker's reply partition of `state-answers`; the task ends with the app.
+            await client.run()
 
-    if stateful:
-        risk = RiskStats() if feedback else None
-        shards = StateShards(screener, settings.bootstrap_servers, settings.topic(CHANGELOG), processor_args,
-                             settings.partitions, risk, vocabularies)
-        facts = FactPartitions(settings.bootstrap_servers, settings.topic(FACTS_TOPIC),
-                               int(settings.facts_retention_days * DAY_MS))
-
-        @app.on_partitions_assigned.connect
-        async def _assigned(sender_app, assigned, **kwargs) -> None:
-            shards.assign(tp.partition for tp in assigned if tp.topic == settings.topic(PARCELS))
-
-        @app.on_partitions_revoked.connect
-        async def _revoked(sender_app, revoked, **kwargs) -> None:
-            shards.revoke(tp.partition for tp in revoked if tp.topic == settings.topic(PARCELS))
-            await facts.revoke(tp.partition for tp in revoked if tp.topic == settings.topic(INSPECTIONS))
-
-        @app.agent(topics[PARCELS], name="screen-state")
-        async def screen_state(stream: faust.StreamT) -> None:
+        @app.agent(topics[REQUESTS], name="serve-state")
+        async def serve_state(stream: faust.StreamT) -> None:
             in_flight: deque[asyncio.Task] = deque()
             async for events in stream.noack_take(settings.batch_max_messages, within=settings.batch_within_s):
                 t0 = time.perf_counter()
@@ -148,23 +151,36 @@ def create_app(settings: Settings, screener: Screener, metrics: PipelineMetrics 
                 outcome = BatchOutcome()
                 for partition, evs in sorted(by_partition.items()):
                     shard = await shards.get(partition)
-                    result = shard.screen(partition, [RawMessage(e.message.value, e.message.topic, partition,
-                                                                 e.message.offset,
-                                                                 int((e.message.timestamp or 0) * 1000))
-                                                      for e in evs])
-                    records += result.records
-                    outcome.merge(result.outcome)
+                    answered = shard.answer(partition, [RawMessage(e.message.value, e.message.topic, partition,
+                                                                   e.message.offset) for e in evs])
+                    records += answered.records
+                    outcome.merge(answered.outcome)
                 pending = await sender.send(records)
-                seconds = time.perf_counter() - t0
-                in_flight.append(asyncio.ensure_future(_settle(
-                    stream, events, pending, outcome, seconds,
-                    [int((e.message.timestamp or 0) * 1000) for e in events])))
+                in_flight.append(asyncio.ensure_future(_settle(stream, events, pending, outcome,
+                                                               time.perf_counter() - t0, [])))
                 while in_flight and (len(in_flight) > MAX_BATCHES_IN_FLIGHT or in_flight[0].done()):
                     await in_flight.popleft()
 
+    if feedback:
+        facts = FactPartitions(settings.bootstrap_servers, settings.topic(FACTS_TOPIC),
+                               int(settings.facts_retention_days * DAY_MS))
+
+        @app.on_partitions_revoked.connect
+        async def _facts_revoked(sender_app, revoked, **kwargs) -> None:
+            await facts.revoke(tp.partition for tp in revoked if tp.topic == settings.topic(INSPECTIONS))
+
+    if asks:
+        @app.on_partitions_assigned.connect
+        async def _assigned(sender_app, assigned, **kwargs) -> None:
+            shards.assign(tp.partition for tp in assigned if tp.topic == settings.topic(REQUESTS))
+
+        @app.on_partitions_revoked.connect
+        async def _revoked(sender_app, revoked, **kwargs) -> None:
+            shards.revoke(tp.partition for tp in revoked if tp.topic == settings.topic(REQUESTS))
+
     if metrics is not None:
         # Lag, arrival rate, capacity, headroom, drain time and state sizes, sampled every few seconds.
-        attach(app, metrics, settings, vocab=lambda: processor.vocab, entities=shards.sizes if stateful else None)
+        attach(app, metrics, settings, vocab=lambda: processor.vocab, entities=shards.sizes if asks else None)
 
     if feedback:
         @app.task

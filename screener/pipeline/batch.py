@@ -287,6 +287,7 @@ class ParcelBatch:
     # int64 [n]: (input offset << 24) | position in its message, strictly increasing over a partition's
     # parcels: what stateful screening applies parcels in, and recognises replays by
     seq: np.ndarray | None = None
+    partition: np.ndarray | None = None   # int32 [n]: the input partition (R15 capacity is shared per partition)
 
     def __post_init__(self) -> None:
         if not isinstance(self.numbers, NumberColumns):

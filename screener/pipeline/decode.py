@@ -26,14 +26,9 @@ class RawMessage:
     offset: int = -1
     timestamp_ms: int = 0
     key: bytes | None = None
-    # A segment of a re-keyed message (screener/state/route.py): the original manifest's source, its shard,
-    # its dead-letter count and the sequence of its first parcel in the state partition.
-    route: dict | None = None
 
     def source(self) -> dict:
-        """Where the message came from, for decisions and dead letters (a segment: its original manifest)."""
-        if self.route is not None:
-            return self.route["source"]
+        """Where the message came from, for decisions and dead letters."""
         return {"topic": self.topic, "partition": self.partition, "offset": self.offset}
 
 

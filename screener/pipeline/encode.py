@@ -35,7 +35,6 @@ class MessageOut:
     hi: int
     dead_lettered: int = 0        # its parcels set aside in dead-letter
     manifest_fields: dict = field(default_factory=dict)   # carrier_code / master_bill_no, when the manifest has them
-    shard: tuple[int, int] | None = None   # (k, n): the manifest's parcels of state partition k of the n it spans
 
 
 @dataclass
@@ -117,8 +116,7 @@ def encode(messages: list[MessageOut], batch: ParcelBatch, result: ScreenResult,
 
     too_large: list[tuple[int, int, int]] = []
     envelopes = [{"schema_version": DECISION_SCHEMA_VERSION, "manifest_id": m.manifest_id, "source": m.source,
-                  "ruleset": ruleset, "decided_at": decided_at, "dead_lettered": m.dead_lettered,
-                  **({"shard": m.shard[0], "shards": m.shard[1]} if m.shard else {})}
+                  "ruleset": ruleset, "decided_at": decided_at, "dead_lettered": m.dead_lettered}
                  for m in messages]
     # Most messages fit one record: their rows are [lo, hi) as they stand, checked with one reduceat per batch.
     los = np.asarray([m.lo for m in messages], dtype=np.int64)

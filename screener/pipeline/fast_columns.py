@@ -62,23 +62,14 @@ class FastDecoder:
         self.vocab = vocab
         self.max_message_bytes = max_message_bytes
 
-    def build(self, values: list[bytes | None], scanned: ScanResult | None = None) -> FastDecoded:
-        """Scan the messages; those it cannot prove valid are left to the reference path.
-
-        `scanned`: what scanning b"".join(values) gives, when known already (the column block of re-keyed
-        records, screener/state/segment_columns.py, checked there): nothing is scanned again."""
-        if scanned is None:
-            eligible = [i for i, v in enumerate(values) if v and len(v) <= self.max_message_bytes and utf8(v)]
-        else:
-            eligible = list(range(len(values)))
+    def build(self, values: list[bytes | None]) -> FastDecoded:
+        """Scan the messages; those it cannot prove valid are left to the reference path."""
+        eligible = [i for i, v in enumerate(values) if v and len(v) <= self.max_message_bytes and utf8(v)]
         chunks = [values[i] for i in eligible]
         buf = np.frombuffer(b"".join(chunks), dtype=np.uint8)
-        if scanned is None:
-            bounds = np.zeros(len(chunks) + 1, dtype=np.int64)
-            np.cumsum([len(c) for c in chunks], out=bounds[1:])
-            s = scan(buf, bounds)
-        else:
-            s = scanned
+        bounds = np.zeros(len(chunks) + 1, dtype=np.int64)
+        np.cumsum([len(c) for c in chunks], out=bounds[1:])
+        s = scan(buf, bounds)
         ok = s.ok.copy()
         pid_hash = fnv1a64_spans(buf, s.str_start[PARCEL_ID], s.str_len[PARCEL_ID])
         dup = _messages_with_duplicate_ids(s.message, pid_hash)

@@ -10,13 +10,13 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import orjson
 
-from screener.kernels.json_scan import ScanResult
-from screener.pipeline.batch import LANE_NAMES, ParcelBatch, ScreenResult, Vocabularies
+from screener.pipeline.batch import LANE_NAMES, STATE_NUMBER_FIELDS, ParcelBatch, ScreenResult, Vocabularies
 from screener.pipeline.columns import BatchBuilder
 from screener.pipeline.deadletter import dead_letter, now_iso, summary_dead_letter
 from screener.pipeline.decode import RawMessage, Rejection, decode
@@ -86,6 +86,31 @@ class VocabularyGenerations:
             self.renew()
 
 
+@dataclass
+class Part:
+    """Decoded messages screened together: their parcels as one batch, and how to encode them."""
+
+    batch: ParcelBatch
+    messages: list[MessageOut]
+    raws: list[RawMessage]
+    parcel_json: Callable[[int], bytes]
+
+
+@dataclass
+class Prepared:
+    """A batch decoded and validated, not yet screened: its parts in input order, and its dead letters so far."""
+
+    raws: list[RawMessage]
+    parts: list[Part]
+    result: BatchResult
+    decided_at: str
+
+    @property
+    def batches(self) -> list[ParcelBatch]:
+        """The parcel batches of the parts (where state columns are filled before `finish`)."""
+        return [part.batch for part in self.parts]
+
+
 class BatchProcessor:
     """Screens batches of raw messages with one screener and a bounded set of vocabularies.
 
@@ -93,21 +118,21 @@ class BatchProcessor:
     other message is decoded and validated alone by the reference path (decode.py + columns.py),
     which says exactly what is wrong with it. Both intern into the same vocabularies, so a parcel gets
     the same columns, and the same decision, whichever path and whatever batch it came in.
+
+    `process` is `prepare` then `finish`; a stateful worker fills the batches' consignee columns in
+    between, from the state partitions' answers (screener/kafka/state_client.py).
     """
 
     def __init__(self, screener: Screener, max_message_bytes: int = 1 << 20, *, fast: bool = True,
                  max_record_bytes: int = 1_000_000, dead_letters_per_message: int = 100,
-                 vocabulary_max_strings: int = 2_000_000, router=None,
-                 vocabularies: VocabularyGenerations | None = None) -> None:
-        """`router` (screener/state/route.py): decode and validate only, re-keying valid parcels to it;
-        `vocabularies`: generations shared with other processors (else its own)."""
+                 vocabulary_max_strings: int = 2_000_000) -> None:
+        """Screens with `screener`; the rest bounds input, output and memory (see Settings)."""
         self.screener = screener
-        self.router = router
         self.max_message_bytes = max_message_bytes
         self.fast = fast
         self.max_record_bytes = max_record_bytes
         self.dead_letters_per_message = dead_letters_per_message
-        self.vocabularies = vocabularies or VocabularyGenerations(max_message_bytes, vocabulary_max_strings)
+        self.vocabularies = VocabularyGenerations(max_message_bytes, vocabulary_max_strings)
 
     @property
     def generations(self) -> int:
@@ -119,61 +144,95 @@ class BatchProcessor:
         """The current generation of vocabularies (entities seen lately)."""
         return self.vocabularies.vocab
 
-    def process(self, raws: list[RawMessage], scanned: ScanResult | None = None) -> BatchResult:
-        """Screen a batch; every message ends as decisions and/or dead-letter records.
+    def process(self, raws: list[RawMessage]) -> BatchResult:
+        """Screen a batch; every message ends as decisions and/or dead-letter records."""
+        return self.finish(self.prepare(raws))
 
-        `scanned`: the scan of the messages' values laid end to end, when known (re-keyed records carry it)."""
+    def prepare(self, raws: list[RawMessage]) -> Prepared:
+        """Decode and validate a batch (dead letters made here); never raises on input."""
         self.vocabularies.bound()
+        decided_at = now_iso()
         try:
-            return self._process(raws, scanned)
+            return self._prepare(raws, decided_at)
         except Exception:  # a bug must not stop the worker or lose the batch
-            log.exception("batch of %d messages failed; retrying one message at a time", len(raws))
-        records, outcome = [], BatchOutcome()
+            log.exception("decoding a batch of %d messages failed; retrying one message at a time", len(raws))
+        prepared = Prepared(raws, [], BatchResult([], BatchOutcome()), decided_at)
         for raw in raws:
             try:
-                one = self._process([raw])
+                one = self._prepare([raw], decided_at)
             except Exception as exc:
                 log.exception("message %s/%s@%s failed", raw.topic, raw.partition, raw.offset)
-                rej = Rejection("internal_error", f"screening failed: {type(exc).__name__}: {exc}")
-                key, value = dead_letter(raw, rej, raw.value or b"")
-                one = BatchResult([(DEAD_LETTER, key, value)], BatchOutcome())
-                one.outcome.messages["dead_letter"] += 1
-                one.outcome.dead_letters["internal_error"] += 1
-            records.extend(one.records)
-            outcome.merge(one.outcome)
-        return BatchResult(records, outcome)
+                _internal_error(prepared.result, raw, exc)
+                continue
+            prepared.parts += one.parts
+            prepared.result.records += one.result.records
+            prepared.result.outcome.merge(one.result.outcome)
+        return prepared
 
-    def _process(self, raws: list[RawMessage], scanned: ScanResult | None = None) -> BatchResult:
-        decided_at = now_iso()
-        result = BatchResult([], BatchOutcome())
-        if self.router is not None:
-            self.router.reset()       # a retried batch starts its re-keyed output afresh
-        left: list[int] = list(range(len(raws)))
-        if self.fast and raws:
-            fast = self.vocabularies.decoder.build([r.value for r in raws], scanned)
-            left = fast.left
-            if left and (self.router is not None or getattr(self.screener, "in_input_order", False)):
-                # State sees parcels in input order (a parcel behind its own sequence is a replay), and so
-                # do re-keyed records: a batch with messages the fast path refuses goes the reference way
-                # whole, in order.
-                left = list(range(len(raws)))
-            elif len(fast.taken):
-                self._fast_part(raws, fast, decided_at, result)
-        for j in left:
-            self._reference_message(raws[j], decided_at, result)
-        if self.router is not None:
-            result.records.extend(self.router.flush())
+    def finish(self, prepared: Prepared, failed: dict[int, str] | None = None) -> BatchResult:
+        """Screen and encode the prepared parts (state columns filled); `failed`: parts whose state lookup
+        failed, by index, with why (their messages are dead-lettered). Never raises on input."""
+        result = prepared.result
+        for k, part in enumerate(prepared.parts):
+            if failed and k in failed:
+                for raw in part.raws:
+                    _internal_error(result, raw, RuntimeError(failed[k]))
+                continue
+            try:
+                one = BatchResult([], BatchOutcome())
+                self._screen(part, prepared.decided_at, one)
+            except Exception:
+                log.exception("screening %d messages failed; retrying one message at a time", len(part.raws))
+                one = self._screen_one_by_one(part, prepared.decided_at)
+            result.records += one.records
+            result.outcome.merge(one.outcome)
         return result
 
-    def _fast_part(self, raws: list[RawMessage], fast: FastDecoded, decided_at: str, result: BatchResult) -> None:
+    def _screen_one_by_one(self, part: Part, decided_at: str) -> BatchResult:
+        """Each message of a part decoded and screened alone, with the state columns the part was given."""
+        out = BatchResult([], BatchOutcome())
+        for m, raw in zip(part.messages, part.raws):
+            try:
+                one = self._prepare([raw], decided_at)
+                for sub in one.parts:
+                    if sub.batch.n != m.hi - m.lo:
+                        raise RuntimeError("the message decoded alone gave other parcels")
+                    for name in STATE_NUMBER_FIELDS:
+                        if name in part.batch.numbers:
+                            sub.batch.numbers[name] = part.batch.numbers[name][m.lo:m.hi].copy()
+                    self._screen(sub, decided_at, one.result)
+            except Exception as exc:
+                log.exception("message %s/%s@%s failed", raw.topic, raw.partition, raw.offset)
+                one = Prepared([raw], [], BatchResult([], BatchOutcome()), decided_at)
+                _internal_error(one.result, raw, exc)
+            out.records += one.result.records
+            out.outcome.merge(one.result.outcome)
+        return out
+
+    def _prepare(self, raws: list[RawMessage], decided_at: str) -> Prepared:
+        prepared = Prepared(raws, [], BatchResult([], BatchOutcome()), decided_at)
+        left: list[int] = list(range(len(raws)))
+        if self.fast and raws:
+            fast = self.vocabularies.decoder.build([r.value for r in raws])
+            left = fast.left
+            if left and getattr(self.screener, "in_input_order", False):
+                # State sees parcels in input order (a parcel behind its own sequence is a replay): a batch
+                # with messages the fast path refuses goes the reference way whole, in order.
+                left = list(range(len(raws)))
+            elif len(fast.taken):
+                prepared.parts.append(self._fast_part(raws, fast, prepared.result))
+        for j in left:
+            part = self._reference_message(raws[j], decided_at, prepared.result)
+            if part is not None:
+                prepared.parts.append(part)
+        return prepared
+
+    def _fast_part(self, raws: list[RawMessage], fast: FastDecoded, result: BatchResult) -> Part:
         batch = fast.batch
         bounds = np.searchsorted(batch.message_index, np.arange(len(fast.taken) + 1)).tolist()
-        messages = []
-        for k, j in enumerate(fast.taken.tolist()):
-            fields = fast.manifest_fields(k)
-            dead, shard = _routed(raws[j], 0)
-            messages.append(MessageOut(fast.manifest_ids[k], raws[j].source(), bounds[k], bounds[k + 1],
-                                       dead, fields, shard))
+        taken = [raws[j] for j in fast.taken.tolist()]
+        messages = [MessageOut(fast.manifest_ids[k], raw.source(), bounds[k], bounds[k + 1], 0,
+                               fast.manifest_fields(k)) for k, raw in enumerate(taken)]
         span = fast.parcel_span
         buf = fast.buf
 
@@ -181,10 +240,10 @@ class BatchProcessor:
             return buf[span[0, i]:span[1, i]].tobytes()
 
         result.outcome.messages["ok"] += len(messages)
-        self._screen(batch, messages, [raws[j] for j in fast.taken.tolist()], parcel_json, decided_at, result,
-                     (buf, fast.rows))
+        _sequence(messages, taken, batch)
+        return Part(batch, messages, taken, parcel_json)
 
-    def _reference_message(self, raw: RawMessage, decided_at: str, result: BatchResult) -> None:
+    def _reference_message(self, raw: RawMessage, decided_at: str, result: BatchResult) -> Part | None:
         """Decode and validate one message with the reference path (it says what is wrong, parcel by parcel)."""
         records, outcome = result.records, result.outcome
         dec = decode(raw, self.max_message_bytes)
@@ -193,7 +252,7 @@ class BatchProcessor:
             records.append((DEAD_LETTER, key, value))
             outcome.messages["dead_letter"] += 1
             outcome.dead_letters[dec.reason] += 1
-            return
+            return None
         outcome.messages["ok"] += 1
         batch, rejected = self.vocabularies.builder.build([dec])
         for rej in rejected:
@@ -207,31 +266,25 @@ class BatchProcessor:
                                          manifest_id=dec.manifest_id, parcel_index=rej.parcel_index,
                                          parcel_id=pid if type(pid) is str else None, at=decided_at)
                 records.append((DEAD_LETTER, key, value))
-        dead, shard = _routed(raw, len(rejected))
-        message = MessageOut(dec.manifest_id, raw.source(), 0, batch.n, dead, dict(dec.meta), shard)
+        message = MessageOut(dec.manifest_id, raw.source(), 0, batch.n, len(rejected), dict(dec.meta))
         rows = dec.parcels
 
         def parcel_json(i: int) -> bytes:
             return orjson.dumps(rows[int(batch.source_row[i])])
 
-        self._screen(batch, [message], [raw], parcel_json, decided_at, result)
+        _sequence([message], [raw], batch)
+        return Part(batch, [message], [raw], parcel_json)
 
-    def _screen(self, batch: ParcelBatch, messages: list[MessageOut], raws: list[RawMessage], parcel_json,
-                decided_at: str, result: BatchResult, scanned: tuple | None = None) -> None:
-        """Screen one batch of parcels and encode its decisions (a receipt even for no parcels); `scanned`:
-        (buffer, scan of the rows) of the fast path, for the router."""
+    def _screen(self, part: Part, decided_at: str, result: BatchResult) -> None:
+        """Screen one part and encode its decisions (a receipt even for no parcels)."""
+        batch, messages, raws, parcel_json = part.batch, part.messages, part.raws, part.parcel_json
         outcome = result.outcome
-        if batch.n:
-            batch.seq = _sequence(messages, raws, batch)
-        if batch.n == 0 or self.router is not None:
+        if batch.n == 0:
             screened = ScreenResult.empty()
         else:
             t0 = time.perf_counter()
             screened = self.screener.screen(batch)
             outcome.kernel_seconds += time.perf_counter() - t0
-        if self.router is not None:       # stage one of a stateful worker: re-key, screen in stage two
-            self.router.add(messages, batch, parcel_json, result.outcome, scanned)
-            return
         out = encode(messages, batch, screened, self.screener, decided_at, parcel_json, self.max_record_bytes)
         result.records.extend((DECISIONS, k, v) for k, v in out.decisions)
         result.records.extend((FLAGGED, k, v) for k, v in out.flagged)
@@ -254,23 +307,30 @@ class BatchProcessor:
             outcome.rule_hits["random"] += int(screened.random.sum())
 
 
-def _routed(raw: RawMessage, rejected: int) -> tuple[int, tuple[int, int] | None]:
-    """Dead-letter count and shard of a message: a re-keyed segment carries its manifest's."""
-    if raw.route is None:
-        return rejected, None
-    return raw.route["dead_lettered"] + rejected, (raw.route["shard"], raw.route["shards"])
+def _internal_error(result: BatchResult, raw: RawMessage, exc: BaseException) -> None:
+    """Dead-letter a whole message a bug (or a failed state lookup) kept from being screened."""
+    rej = Rejection("internal_error", f"screening failed: {type(exc).__name__}: {exc}")
+    key, value = dead_letter(raw, rej, raw.value or b"")
+    result.records.append((DEAD_LETTER, key, value))
+    result.outcome.messages["dead_letter"] += 1
+    result.outcome.dead_letters["internal_error"] += 1
 
 
-def _sequence(messages: list[MessageOut], raws: list[RawMessage], batch: ParcelBatch) -> np.ndarray:
-    """(offset << 24) | position of each parcel in its message: its place in its partition, the same on a replay."""
+def _sequence(messages: list[MessageOut], raws: list[RawMessage], batch: ParcelBatch) -> None:
+    """Each parcel's seq, (offset << 24) | position in its message (its place in its partition, the same on a
+    replay), and its input partition."""
+    if batch.n == 0:
+        return
     seq = np.empty(batch.n, dtype=np.int64)
+    partition = np.empty(batch.n, dtype=np.int32)
     for m, raw in zip(messages, raws):
-        base = raw.route["seq"] if raw.route is not None else max(int(raw.offset), 0) << 24
+        base = max(int(raw.offset), 0) << 24
         if batch.source_row is not None:        # reference path: positions among the message's parcels
             seq[m.lo:m.hi] = base + batch.source_row[m.lo:m.hi]
         else:
             seq[m.lo:m.hi] = base + np.arange(m.hi - m.lo)
-    return seq
+        partition[m.lo:m.hi] = raw.partition
+    batch.seq, batch.partition = seq, partition
 
 
 def _rule_hits(hits: np.ndarray, rule_ids: list[str] | None) -> Counter:

@@ -6,8 +6,9 @@ the pack reads: repeat-offender rates from the inspection outcomes observed so f
 consignee columns (R2 windows, R3 yearly totals, R12 first seen: `screener/state/consignee.py`)
 from one `ConsigneeState`, applying the batch's parcels in their `seq` order, so a parcel's columns depend
 on the parcels before it in that order and on nothing else in the batch. Parcels of one consignee must all
-reach the same store: `screener backtest` replays all of history through one store; the worker re-keys
-parcels by consignee first, one store per state partition (screener/state/route.py, screener/kafka/state_shards.py).
+reach the same store: `screener backtest` replays all of history through one store; in the worker
+(`remote=True`) the consignee columns come from the state partitions' answers instead, filled in before
+`screen` (screener/state/lookup.py, screener/kafka/state_client.py).
 """
 
 from __future__ import annotations
@@ -75,27 +76,29 @@ class StatefulScreener:
     in_input_order = True     # BatchProcessor screens a batch's messages in input order (state depends on it)
 
     def __init__(self, rules: PackScreener, store: ConsigneeState | None = None, risk: RiskStats | None = None,
-                 retain=None, capacity_shares: int = 1, keep_selected: bool = False) -> None:
+                 retain=None, capacity_shares: int = 1, keep_selected: bool = False, remote: bool = False) -> None:
         """`retain`: parcel ids whose entities to keep until their outcome is observed (a container; None: none).
-        `capacity_shares`: how many screeners split the pack's hourly capacity (one per state partition).
-        `keep_selected`: collect the facts of selected parcels for `take_selected` (the worker's outcome join)."""
+        `capacity_shares`: how many input partitions split the pack's hourly capacity (each limits its share).
+        `keep_selected`: collect the facts of selected parcels for `take_selected` (the worker's outcome join).
+        `remote`: the consignee columns are filled in by the caller (the worker asks the state partitions)."""
         self.rules = rules
         self.risk = risk if risk is not None else RiskStats()
         self.retain = retain
         self._facts: dict[str, dict[str, list[str]]] = {}
         self.ruleset_id, self.version, self.hash = rules.ruleset_id, rules.version, rules.hash
         self.rule_ids = rules.rule_ids
-        self.store = store if store is not None else ConsigneeState()   # an empty store is falsy (len 0)
+        self.remote = remote
+        self.store = None if remote else store if store is not None else ConsigneeState()   # empty: falsy
         self.fields = state_fields(rules)
         self._usd = usd_rates(rules)
         self._seq = 0
         self._changed: list[np.ndarray] = []     # store slots changed since take_changed()
         self.keep_selected = keep_selected
         self._selected: list[tuple[str, int, dict[str, list[str]]]] = []
-        # Consignee hashing spreads parcels evenly over state partitions: each gets its share, rounded up.
+        # Each input partition limits its share of the capacity, rounded up, in the order of its own parcels.
         self.capacity = -(-np.array(rules.pack.capacity_per_hour, dtype=np.int64) // max(capacity_shares, 1))
         self.near = rules.pack.capacity_near
-        self.counters = CapacityCounters()
+        self.counters: dict[int, CapacityCounters] = {}   # by input partition (-1: no partition given)
         self._hs6: tuple[object, list[str]] = (None, [])   # HS6 of each item_hs_code code, grown with the vocabulary
         self._slots = PerCode(self._store_slots)    # store slot of each consignee code: _consignee_slots
 
@@ -196,25 +199,33 @@ class StatefulScreener:
         if self.retain:
             self._keep_facts(batch)
         self._fill_risk(batch)
-        if not any(f in CONSIGNEE_FIELDS for f in self.fields):
+        if self.remote or not self.consignee_state:
             return
         if seq is None:
             seq = batch.seq
         if seq is None:
             seq = np.arange(self._seq, self._seq + batch.n, dtype=np.int64)
             self._seq += batch.n
-        currency_codes = batch.strings["currency"]
-        per_code = np.array([self._usd.get(c, np.nan) for c in batch.vocab["currency"].strings])
-        rate = per_code[currency_codes]
         order = np.argsort(seq, kind="stable")
         slots = self._consignee_slots(batch)[order]
-        cols = self.store.apply(slots, seq[order], batch.event_time_ms[order],
-                                (batch.numbers["declared_value"] * rate)[order], batch.parcel_hash[order])
+        cols = self.store.apply(slots, seq[order], batch.event_time_ms[order], self.value_usd(batch)[order],
+                                batch.parcel_hash[order])
         self._changed.append(self.store.changed_slots.copy())
         for name in CONSIGNEE_FIELDS:
             out = np.empty(batch.n)
             out[order] = cols[name]
             batch.numbers[name] = out
+
+    @property
+    def consignee_state(self) -> bool:
+        """Whether the pack reads consignee columns (R2, R3, R12): the state partitions are asked for them."""
+        return any(f in CONSIGNEE_FIELDS for f in self.fields)
+
+    def value_usd(self, batch: ParcelBatch) -> np.ndarray:
+        """Each parcel's declared value in USD (NaN for a currency the pack has no rate for)."""
+        currency_codes = batch.strings["currency"]
+        per_code = np.array([self._usd.get(c, np.nan) for c in batch.vocab["currency"].strings])
+        return batch.numbers["declared_value"] * per_code[currency_codes]
 
     def _consignee_slots(self, batch: ParcelBatch) -> np.ndarray:
         """The store slot of each parcel's consignee; a vocabulary code is looked up in the store once (a slot
@@ -246,11 +257,15 @@ class StatefulScreener:
                               bitorder="little")[:, :len(self.rules.rules)].astype(bool)
         floors = np.where(fired, self.rules.floor[None, :], 0).max(axis=1, initial=0).astype(np.uint8)
         hour = batch.event_time_ms // 3_600_000
-        new_lane, demoted, used = demote(result.lane[order], result.score[order], floors[order],
-                                         result.random[order], hour[order], self.counters, self.capacity, self.near)
         out = StateScreenResult(result.lane.copy(), result.score, result.hits, result.random,
                                 np.zeros(batch.n, dtype=np.bool_), result.lane.copy(), np.zeros(batch.n, np.int64))
-        out.lane[order], out.demoted[order], out.used[order] = new_lane, demoted, used
+        partition = batch.partition if batch.partition is not None else np.full(batch.n, -1, np.int32)
+        for p in np.unique(partition).tolist():
+            rows = order[partition[order] == p]
+            counters = self.counters.setdefault(p, CapacityCounters())
+            new_lane, demoted, used = demote(result.lane[rows], result.score[rows], floors[rows], result.random[rows],
+                                             hour[rows], counters, self.capacity, self.near)
+            out.lane[rows], out.demoted[rows], out.used[rows] = new_lane, demoted, used
         if self.keep_selected:
             self._collect_selected(batch, out.lane)
         return out

@@ -10,7 +10,6 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from screener.kafka.state_shards import StateShards
-from screener.rules import load_pack_screener
 from screener.state.changelog import encode_entities
 from screener.state.consignee import ConsigneeState
 
@@ -51,7 +50,7 @@ def test_assigned_partitions_are_rebuilt_side_by_side_each_from_its_own_changelo
     entities = asyncio.run(write_changelog(broker.bootstrap, topic))
 
     async def scenario():
-        shards = StateShards(load_pack_screener("rules/stateful.toml"), [broker.bootstrap], topic, {}, PARTITIONS)
+        shards = StateShards([broker.bootstrap], topic)
         shards.assign(range(PARTITIONS))
         assert len(shards._restoring) == PARTITIONS          # every rebuild started at assignment, none awaited
         got = {p: (await shards.get(p)).store.live_entities for p in reversed(range(PARTITIONS))}

@@ -265,10 +265,9 @@ def test_batches_screened_before_the_first_sample_are_in_the_window():
 
 def test_a_stateful_worker_exports_its_consignee_state_and_counts_dropped_window_events_once():
     from screener.kafka.state_shards import StateShards
-    from screener.rules import load_pack_screener
     from screener.state.consignee import ConsigneeState
 
-    shards = StateShards(load_pack_screener("rules/default-stateful.toml"), ["127.0.0.1:1"], "changelog", {}, 2)
+    shards = StateShards(["127.0.0.1:1"], "changelog")
     m = PipelineMetrics()
     sampler = KeepUpSampler(m, required_peak=1.0, full_batch_messages=64, entities=shards.sizes)
 

@@ -1,0 +1,105 @@
+"""Asks the state partitions for a batch's consignee columns over the broker, and waits for their answers.
+
+Requests go to `state-requests` (one record per state partition per batch, screener/state/lookup.py); the
+owners answer on `state-answers`, on the partition each request names: this worker's reply partition,
+picked at start from its random client id. The worker reads that partition with its own consumer, outside
+the consumer group, from where it ended when the worker started (the fetch high-water mark: the embedded
+broker answers ListOffsets wrongly), and keeps the answers whose token it awaits; the answers of another
+worker that picked the same partition are skipped.
+
+Waiting outside the group matters: Faust pauses every partition on a rebalance and, by default, waits for
+every event taken to be acknowledged first; a batch waiting for answers from a partition being moved
+would hold that rebalance up until it timed out. The stateful worker therefore does not wait
+(`stream_wait_empty=False`): a batch still waiting finishes when the new owner answers, and its input, no
+longer this worker's to commit, is screened again by its new owner (the state recognises the parcels).
+A request unanswered after ANSWER_WAIT_S is sent again (the same token; a duplicate changes no state).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+
+from aiokafka import TopicPartition
+
+from screener.kafka.tail import highwaters, start_consumer
+from screener.state.lookup import REQUESTS, Answer, ConsigneeKeys, Lookup, ask, decode_answer, fill
+
+log = logging.getLogger(__name__)
+
+ANSWER_WAIT_S = 30.0
+
+
+class StateClient:
+    """Fills prepared batches' consignee columns from the state partitions' answers."""
+
+    def __init__(self, bootstrap: list[str], answers_topic: str, partitions: int, max_record_bytes: int,
+                 screener, sender) -> None:
+        """`screener`: the worker's StatefulScreener (USD values); `sender`: the worker's BulkSender."""
+        self.bootstrap = bootstrap
+        self.client = int.from_bytes(os.urandom(8), "little") >> 1
+        self.reply = self.client % partitions
+        self.tp = TopicPartition(answers_topic, self.reply)
+        self.max_record_bytes = max_record_bytes
+        self.screener = screener
+        self.sender = sender
+        self.keys = ConsigneeKeys(partitions)
+        self._number = 0
+        self._pending: dict[tuple[int, int], asyncio.Future] = {}
+        self._ready = asyncio.Event()
+        self.resent = 0
+
+    async def run(self) -> None:
+        """Read the reply partition from its current end (before any request is sent) until cancelled."""
+        end = (await highwaters(self.bootstrap, [self.tp]))[self.tp]   # 0 if unknown: answers are skipped
+        consumer = await start_consumer(self.bootstrap)
+        try:
+            consumer.assign([self.tp])
+            consumer.seek(self.tp, end)
+            self._ready.set()
+            log.info("state answers: client %x reads %s[%d] from %d", self.client, self.tp.topic, self.reply, end)
+            while True:
+                got = await consumer.getmany(self.tp, timeout_ms=500)
+                for msg in got.get(self.tp, []):
+                    self._answered(msg)
+        finally:
+            await consumer.stop()
+
+    def _answered(self, msg) -> None:
+        try:
+            answer = decode_answer(msg.value)
+        except ValueError:
+            log.warning("skipped an unreadable state answer at %s[%d]@%d", self.tp.topic, self.reply, msg.offset)
+            return
+        waiting = self._pending.pop(answer.token, None)
+        if waiting is not None and not waiting.done():
+            waiting.set_result(answer)
+
+    async def fill(self, batches) -> dict[int, str]:
+        """Ask for the consignee columns of `batches` and set them; the batches whose lookup failed, with why."""
+        await self._ready.wait()
+        lookup: Lookup = ask(batches, self.screener, self.keys, self.client, self._number, self.reply,
+                             self.max_record_bytes)
+        self._number += len(lookup.asked)
+        loop = asyncio.get_running_loop()
+        waiting = {a.token: loop.create_future() for a in lookup.asked}
+        self._pending.update(waiting)
+        answers: dict[tuple[int, int], Answer] = {}
+        todo = list(lookup.asked)
+        try:
+            while todo:
+                sent = await self.sender.send([(REQUESTS, None, a.value, a.partition) for a in todo])
+                await asyncio.gather(*(fut for _, fut in sent))   # a broker refusing them stops the agent
+                await asyncio.wait([waiting[a.token] for a in todo], timeout=ANSWER_WAIT_S)
+                for a in todo:
+                    if waiting[a.token].done():
+                        answers[a.token] = waiting[a.token].result()
+                todo = [a for a in todo if a.token not in answers]
+                if todo:
+                    self.resent += len(todo)
+                    log.warning("%d state requests unanswered after %.0f s: sending them again", len(todo), ANSWER_WAIT_S)
+        finally:
+            for token in waiting:
+                self._pending.pop(token, None)
+        return fill(batches, lookup, answers)
