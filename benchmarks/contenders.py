@@ -93,8 +93,9 @@ async def quix_app(env: Env, prefix: str, parcels: int, messages: int) -> dict:
 
 async def screener(env: Env, prefix: str, parcels: int, messages: int | None, pack: Path | None = None,
                    first_stage: str | None = None) -> dict:
-    """`screener worker` (one process) with `pack`; also the share of parcels it flagged. `first_stage`: the
-    topic a two-stage (stateful) worker's first stage writes, whose first record starts the measured span."""
+    """`screener worker` (one process) with `pack`; also the share of parcels it flagged. `first_stage`: a
+    topic the worker writes before its decisions (a stateful worker's lookups), whose first record starts
+    the measured span."""
     proc = screener_worker("screener-" + prefix.strip("-"), env.broker_url, prefix, env.partitions, env.workdir,
                            pack=pack)
     res = await drain([proc], env.bootstrap, prefix + "decisions", env.partitions, parcels,
@@ -127,9 +128,9 @@ def manifest_contenders(parcels: int, hit_parcels: int, packs: dict[str, Path]) 
 
 
 def stateful_contender(parcels: int, pack: Path) -> Contender:
-    """`screener worker` with the default pack + R2/R3/R11/R12 and a capacity limit (re-keyed by consignee)."""
-    # Its decisions come in one message per state partition a manifest spans: counted by parcels only.
-    return Contender("screener_500_stateful", 500, parcels, lambda e, p, n, m: screener(e, p, n, None, pack, "parcels"),
+    """`screener worker` with the default pack + R2/R3/R11/R12 and a capacity limit (state asked for by batch)."""
+    return Contender("screener_500_stateful", 500, parcels,
+                     lambda e, p, n, m: screener(e, p, n, m, pack, "state-requests"),
                      "`screener worker`, default pack + stateful rules (R2, R3, R11, R12) + capacity (R15)")
 
 

@@ -25,7 +25,7 @@ async def drain(procs: list[Proc], bootstrap: str, out_topic: str, partitions: i
                 start_topic: str | None = None) -> dict:
     """Start `procs`, wait until `expected_parcels` decisions are on `out_topic`, stop them; figures as a dict.
 
-    `start_topic`: a topic the workers write before `out_topic` (a stateful worker's re-keyed `parcels`):
+    `start_topic`: a topic the workers write before `out_topic` (a stateful worker's `state-requests`):
     its first record starts the measured span, so work done before the first decision counts too.
 
     `count` tells how many parcels an output record stands for (default: its `parcel_id` keys). With

@@ -7,13 +7,13 @@
 
 Both run `screener worker` (one process, the run's GC settings) over the same backlog of manifests of
 500: the default pack, and the default pack plus rules/stateful.toml's rules (R2, R3, R11, R12) and a
-capacity limit (R15), which re-keys parcels by consignee through the `parcels` topic and writes
-`state-changelog`. A round's rate runs from its first output (for the stateful worker its first re-keyed
-record, as work before the first decision counts too) to its last decision. Prints each one's best round
-and the ratio (issue 10's target: at least 0.6), per parcels/s and per CPU-second, then the same pair
-without a broker (`compute_only`: both stages called in this process, each stage's microseconds per
-parcel too), which tells the compute from the second trip through Kafka, and `one_stage`: stage two's work
-straight on the manifests with one store, the compute bound of any design that skips the re-keying; writes
+capacity limit (R15), which asks the state partitions for each batch's consignee columns
+(`state-requests`, `state-answers`) and writes `state-changelog`. A round's rate runs from its first output
+(for the stateful worker its first request, as work before the first decision counts too) to its last
+decision. Prints each one's best round and the ratio (issue 10's target: at least 0.6), per parcels/s and
+per CPU-second, then the same pair without a broker (`compute_only`: the lookups answered in this process,
+the asking and the answering microseconds per parcel too), which tells the compute from the lookups'
+trips through Kafka, and `one_stage`: the store inside the screener, no lookup at all; writes
 benchmarks/stateful-results.json. The full run
 (`python -m benchmarks.run --full`) measures the same pair among the other contenders (fresh consignees).
 
@@ -21,7 +21,7 @@ Consignees. The backlog is copies of one 20,000-parcel pool. By default (`fresh`
 consignees, so distinct consignees grow with the traffic as on a real day. With `recycled`, copy r sends
 every consignee of the pool the same parcels, same event times, for the r-th time: at 300,000 parcels each
 consignee has 15 parcels within the same millisecond. Each parcel walks its consignee's retained window
-(screener/state/consignee.py), so that shape slows stage two as the run grows; it is the one measured
+(screener/state/consignee.py), so that shape slows the answering as the run grows; it is the one measured
 before this option existed.
 """
 
@@ -91,38 +91,78 @@ async def _profile(env: Env, pool, best: dict, out: Path, pack: Path) -> dict:
     return res
 
 
-def rekeyed(stage_one, raws: list, offsets: list[int]) -> dict[int, list]:
-    """Stage one's re-keyed records of a batch as stage two reads them, by partition (`offsets`: the next
-    offset of each partition, advanced)."""
-    from screener.pipeline.decode import RawMessage
-    from screener.state.route import PARCELS
+class LocalState:
+    """The state partitions answering lookups in this process, as the workers' `serve-state` agents do."""
 
-    by_partition: dict[int, list] = {}
-    for kind, _, value, p in stage_one.process(raws).records:
-        if kind == PARCELS:
-            by_partition.setdefault(p, []).append(RawMessage(value, PARCELS, p, offsets[p]))
-            offsets[p] += 1
-    return by_partition
+    def __init__(self, partitions: int) -> None:
+        from screener.kafka.state_shards import Shard
+
+        self.shards = [Shard() for _ in range(partitions)]
+        self.offsets = [0] * partitions
+        self.seconds = 0.0       # spent answering (decode, apply, encode, changelog)
+
+    def answers(self, lookup) -> dict:
+        """The answers to a batch's requests, by token (each partition's records at its next offsets)."""
+        import time
+
+        from screener.pipeline.decode import RawMessage
+        from screener.state.lookup import ANSWERS, REQUESTS, decode_answer
+
+        t0 = time.perf_counter()
+        by_partition: dict[int, list] = {}
+        for asked in lookup.asked:
+            p = asked.partition
+            by_partition.setdefault(p, []).append(RawMessage(asked.value, REQUESTS, p, self.offsets[p]))
+            self.offsets[p] += 1
+        values = [r[2] for p, records in by_partition.items() for r in self.shards[p].answer(p, records).records
+                  if r[0] == ANSWERS]
+        self.seconds += time.perf_counter() - t0
+        return {a.token: a for a in map(decode_answer, values)}
+
+
+def asker(pack: Path, partitions: int):
+    """A stateful worker's processor (consignee columns asked for, R11 and R15 on) and its consignee keys."""
+    from screener.pipeline.processor import BatchProcessor
+    from screener.rules import load_pack_screener
+    from screener.state.lookup import ConsigneeKeys
+    from screener.state.risk import RiskStats
+    from screener.state.screener import StatefulScreener
+
+    screener = StatefulScreener(load_pack_screener(pack), risk=RiskStats(), capacity_shares=partitions,
+                                keep_selected=True, remote=True)
+    return BatchProcessor(screener), ConsigneeKeys(partitions)
+
+
+def screen_with_state(processor, keys, state: LocalState, raws: list, partitions: int) -> list:
+    """One batch as a stateful worker screens it, the lookups answered by `state`: every record it produces."""
+    from screener.state.facts import FACTS_TOPIC, facts_records
+    from screener.state.lookup import ask, fill
+
+    prepared = processor.prepare(raws)
+    lookup = ask(prepared.batches, processor.screener, keys, 1, sum(state.offsets), 0, processor.max_record_bytes)
+    result = processor.finish(prepared, fill(prepared.batches, lookup, state.answers(lookup)))
+    facts = facts_records(processor.screener.take_selected(), partitions, processor.max_record_bytes)
+    return result.records + [(FACTS_TOPIC, None, v, p) for p, v in facts]
 
 
 def compute_only(pool, pack: Path, parcels: int, rounds: int, partitions: int, batch: int = 64) -> dict:
-    """The same two pipelines without a broker: stage one and stage two called directly, batches of `batch`
-    manifests, the worker's GC settings; best of `rounds` each, interleaved. Tells the compute apart from
-    what the second trip through Kafka (produce, fetch, acknowledge) costs; `one_stage` is the stateful
-    compute with no re-keying at all."""
+    """The same two pipelines without a broker: the stateful worker's lookups answered in this process,
+    batches of `batch` manifests, the worker's GC settings; best of `rounds` each, interleaved. Tells the
+    compute apart from what the lookups' trips through Kafka cost; `one_stage` is the stateful compute
+    with one store in the screener itself, no lookup at all."""
     import gc
     import time
 
-    from screener.kafka.state_shards import Shard
     from screener.pipeline.decode import RawMessage
-    from screener.pipeline.processor import BatchProcessor, VocabularyGenerations
+    from screener.pipeline.processor import BatchProcessor
     from screener.rules import load_pack_screener
+    from screener.state.facts import facts_records
     from screener.state.risk import RiskStats
-    from screener.state.route import Router
+    from screener.state.screener import StatefulScreener
 
-    plain_rules, state_rules = load_pack_screener(REPO / "rules" / "default.toml"), load_pack_screener(pack)
+    plain_rules = load_pack_screener(REPO / "rules" / "default.toml")
     values = list(pool.stream(pool.messages_for(parcels)))
-    batches = [[RawMessage(v, "manifests", 0, at + k) for k, v in enumerate(values[at:at + batch])]
+    batches = [[RawMessage(v, "manifests", k % partitions, at + k) for k, v in enumerate(values[at:at + batch])]
                for at in range(0, len(values), batch)]
     n = len(values) * pool.parcels_per_message
 
@@ -134,34 +174,28 @@ def compute_only(pool, pack: Path, parcels: int, rounds: int, partitions: int, b
         return {"stateless": time.perf_counter() - t0}
 
     def stateful() -> dict[str, float]:
-        risk, vocabularies = RiskStats(), VocabularyGenerations()      # one generation for both, as the worker
-        stage_one = BatchProcessor(state_rules, router=Router(partitions), vocabularies=vocabularies)
-        shards = [Shard(state_rules, {}, partitions, risk, vocabularies) for _ in range(partitions)]
-        offsets = [0] * partitions
-        one = two = 0.0
-        for raws in batches:
-            t0 = time.perf_counter()
-            by_partition = rekeyed(stage_one, raws, offsets)
-            t1 = time.perf_counter()
-            for p, records in sorted(by_partition.items()):
-                shards[p].screen(p, records)
-            one, two = one + t1 - t0, two + time.perf_counter() - t1
-        return {"stateful": one + two, "stage_one": one, "stage_two": two}
-
-    def one_stage() -> dict[str, float]:
-        # Stage two's work (state, screening, changelog, facts) straight on the manifests, one store: what a
-        # design without the re-keyed hop could reach at best, as it leaves out any trip to the state's owner.
-        # One share of the capacity: the one store sees every parcel, as the four stores see a quarter each.
-        shard = Shard(state_rules, {}, 1, RiskStats(), VocabularyGenerations())
+        processor, keys = asker(pack, partitions)
+        state = LocalState(partitions)
         t0 = time.perf_counter()
         for raws in batches:
-            shard.processor.process(raws)
-            shard.changelog(0)
-            shard.facts()
+            screen_with_state(processor, keys, state, raws, partitions)
+        total = time.perf_counter() - t0
+        return {"stateful": total, "asking": total - state.seconds, "answering": state.seconds}
+
+    def one_stage() -> dict[str, float]:
+        # The same work with the store in the screener: what any design that moves state has to add to.
+        screener = StatefulScreener(load_pack_screener(pack), risk=RiskStats(), capacity_shares=partitions,
+                                    keep_selected=True)
+        processor = BatchProcessor(screener)
+        t0 = time.perf_counter()
+        for raws in batches:
+            processor.process(raws)
+            screener.take_changed()
+            facts_records(screener.take_selected(), partitions, processor.max_record_bytes)
         return {"one_stage": time.perf_counter() - t0}
 
     gc.set_threshold(*WORKER_GC_THRESHOLD)
-    best = dict.fromkeys(("stateless", "stateful", "stage_one", "stage_two", "one_stage"), float("inf"))
+    best = dict.fromkeys(("stateless", "stateful", "asking", "answering", "one_stage"), float("inf"))
     runs = (("stateless", plain), ("stateful", stateful), ("one_stage", one_stage))
     for r in range(rounds):
         for name, run in runs[r % 3:] + runs[:r % 3]:     # interleaved: each goes first in turn
@@ -169,8 +203,8 @@ def compute_only(pool, pack: Path, parcels: int, rounds: int, partitions: int, b
                 best[part] = min(best[part], seconds)
             log(f"compute only, round {r + 1}/{rounds}: {name} {n / best[name]:,.0f} parcels/s (best so far)")
     rates = {name: round(n / s, 1) for name, s in best.items()}
-    # Per-parcel microseconds tell where the stateful compute goes: stage one's scan and re-keying, stage
-    # two's checks, state and screening, against the stateless worker's whole job.
+    # Per-parcel microseconds tell where the stateful compute goes: the asking worker's decoding, screening
+    # and encoding, the state partitions' answering, against the stateless worker's whole job.
     return {"parcels": n, "stateless_parcels_per_s": rates["stateless"], "stateful_parcels_per_s": rates["stateful"],
             "ratio": _ratio(rates["stateful"], rates["stateless"]),
             "one_stage_parcels_per_s": rates["one_stage"], "one_stage_ratio": _ratio(rates["one_stage"], rates["stateless"]),
@@ -205,8 +239,8 @@ def main(argv: list[str] | None = None) -> dict:
     us = results["compute_only"]["us_per_parcel"]
     print(f"stateful_ratio {results['stateful_ratio']} (per CPU-s {results['stateful_ratio_per_core']}); "
           f"compute only {results['compute_only']['ratio']} (us per parcel: stateless {us['stateless']}, "
-          f"stateful {us['stateful']} = stage one {us['stage_one']} + stage two {us['stage_two']}; "
-          f"one stage, no hop {us['one_stage']}, ratio {results['compute_only']['one_stage_ratio']})")
+          f"stateful {us['stateful']} = asking {us['asking']} + answering {us['answering']}; "
+          f"store in the screener {us['one_stage']}, ratio {results['compute_only']['one_stage_ratio']})")
     return results
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from dataclasses import dataclass
 
 from aiokafka import TopicPartition
 
@@ -76,8 +77,9 @@ class StateClient:
         if waiting is not None and not waiting.done():
             waiting.set_result(answer)
 
-    async def fill(self, batches) -> dict[int, str]:
-        """Ask for the consignee columns of `batches` and set them; the batches whose lookup failed, with why."""
+    async def request(self, batches) -> Ticket:
+        """Send the requests for the consignee columns of `batches` (in the order of the calls: the state
+        applies them in that order); `answers` waits for them."""
         await self._ready.wait()
         lookup: Lookup = ask(batches, self.screener, self.keys, self.client, self._number, self.reply,
                              self.max_record_bytes)
@@ -85,21 +87,35 @@ class StateClient:
         loop = asyncio.get_running_loop()
         waiting = {a.token: loop.create_future() for a in lookup.asked}
         self._pending.update(waiting)
+        sent = await self.sender.send([(REQUESTS, None, a.value, a.partition) for a in lookup.asked])
+        return Ticket(batches, lookup, waiting, sent)
+
+    async def answers(self, ticket: Ticket) -> dict[int, str]:
+        """Wait for a ticket's answers and set its batches' columns; the batches whose lookup failed, with why."""
+        lookup, waiting, sent = ticket.lookup, ticket.waiting, ticket.sent
         answers: dict[tuple[int, int], Answer] = {}
         todo = list(lookup.asked)
         try:
             while todo:
-                sent = await self.sender.send([(REQUESTS, None, a.value, a.partition) for a in todo])
                 await asyncio.gather(*(fut for _, fut in sent))   # a broker refusing them stops the agent
                 await asyncio.wait([waiting[a.token] for a in todo], timeout=ANSWER_WAIT_S)
-                for a in todo:
-                    if waiting[a.token].done():
-                        answers[a.token] = waiting[a.token].result()
+                answers.update((a.token, waiting[a.token].result()) for a in todo if waiting[a.token].done())
                 todo = [a for a in todo if a.token not in answers]
                 if todo:
                     self.resent += len(todo)
                     log.warning("%d state requests unanswered after %.0f s: sending them again", len(todo), ANSWER_WAIT_S)
+                    sent = await self.sender.send([(REQUESTS, None, a.value, a.partition) for a in todo])
         finally:
             for token in waiting:
                 self._pending.pop(token, None)
-        return fill(batches, lookup, answers)
+        return fill(ticket.batches, lookup, answers)
+
+
+@dataclass
+class Ticket:
+    """Requests sent for a prepared batch: what `StateClient.answers` waits for."""
+
+    batches: list
+    lookup: Lookup
+    waiting: dict[tuple[int, int], asyncio.Future]
+    sent: list

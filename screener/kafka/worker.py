@@ -104,31 +104,55 @@ def create_app(settings: Settings, screener: Screener, metrics: PipelineMetrics 
     client = StateClient(settings.bootstrap_servers, settings.topic(ANSWERS), settings.partitions,
                          settings.max_record_bytes, screener, sender) if asks else None
 
+    def finished(prepared, failed) -> list:
+        """A prepared batch screened and encoded: what to produce (the facts of its selections too)."""
+        result = processor.finish(prepared, failed)
+        if feedback:    # the facts of the parcels selected, for the inspection outcomes to come
+            result.records += [(FACTS_TOPIC, None, v, p) for p, v in facts_records(
+                screener.take_selected(), settings.partitions, settings.max_record_bytes)]
+        return result
+
+    async def completed(stream, events, raws, prepared, ticket, before: asyncio.Future | None,
+                        screened: asyncio.Future, busy: float) -> None:
+        # A batch whose lookups are out: its answers, then screened after the batch before it (capacity and
+        # facts follow input order), then acknowledged like any batch.
+        try:
+            failed = await client.answers(ticket)
+            if before is not None:
+                await before
+            t0 = time.perf_counter()
+            result = finished(prepared, failed)
+            pending = await sender.send(result.records)
+            busy += time.perf_counter() - t0
+        finally:
+            screened.set_result(None)
+        await _settle(stream, events, pending, result.outcome, busy, [r.timestamp_ms for r in raws])
+
     @app.agent(topics["manifests"], name="screen")
     async def screen(stream: faust.StreamT) -> None:
         for name in names[1:]:
             await topics[name].maybe_declare()
-        # Batch N's acknowledgements are awaited while batch N+1 is screened, so the worker does
-        # not idle on the broker; at most MAX_BATCHES_IN_FLIGHT batches await acknowledgement.
+        # Batch N's acknowledgements are awaited while batch N+1 is screened, so the worker does not idle on
+        # the broker; at most MAX_BATCHES_IN_FLIGHT batches await acknowledgement. A stateful worker's batch
+        # is in flight from its lookups on: batch N+1 is decoded while batch N's answers are on their way.
         in_flight: deque[asyncio.Task] = deque()
+        screened: asyncio.Future | None = None
         async for events in stream.noack_take(settings.batch_max_messages, within=settings.batch_within_s):
             t0 = time.perf_counter()
             raws = [RawMessage(e.message.value, e.message.topic, e.message.partition, e.message.offset,
                                int((e.message.timestamp or 0) * 1000), e.message.key) for e in events]
             prepared = processor.prepare(raws)
-            failed = None
-            if client is not None:     # the wait for the answers is not busy time
-                t_ask = time.perf_counter()
-                failed = await client.fill(prepared.batches)
-                t0 += time.perf_counter() - t_ask
-            result = processor.finish(prepared, failed)
-            if feedback:    # the facts of the parcels selected, for the inspection outcomes to come
-                result.records += [(FACTS_TOPIC, None, v, p) for p, v in facts_records(
-                    screener.take_selected(), settings.partitions, settings.max_record_bytes)]
-            pending = await sender.send(result.records)
-            seconds = time.perf_counter() - t0
-            in_flight.append(asyncio.ensure_future(_settle(stream, events, pending, result.outcome, seconds,
-                                                           [r.timestamp_ms for r in raws])))
+            if client is None:
+                result = finished(prepared, None)
+                pending = await sender.send(result.records)
+                in_flight.append(asyncio.ensure_future(_settle(stream, events, pending, result.outcome,
+                                                               time.perf_counter() - t0,
+                                                               [r.timestamp_ms for r in raws])))
+            else:
+                ticket = await client.request(prepared.batches)
+                before, screened = screened, asyncio.get_running_loop().create_future()
+                in_flight.append(asyncio.ensure_future(completed(stream, events, raws, prepared, ticket, before,
+                                                                 screened, time.perf_counter() - t0)))
             while in_flight and (len(in_flight) > MAX_BATCHES_IN_FLIGHT or in_flight[0].done()):
                 await in_flight.popleft()  # re-raises a failed send: the agent stops, nothing is acked
 
