@@ -120,8 +120,9 @@ class LocalState:
         return {a.token: a for a in map(decode_answer, values)}
 
 
-def asker(pack: Path, partitions: int):
-    """A stateful worker's processor (consignee columns asked for, R11 and R15 on) and its consignee keys."""
+def asker(pack: Path, partitions: int, max_strings: int = 2_000_000):
+    """A stateful worker's processor (consignee columns asked for, R11 and R15 on; `max_strings`: its
+    vocabulary bound) and its consignee keys."""
     from screener.pipeline.processor import BatchProcessor
     from screener.rules import load_pack_screener
     from screener.state.lookup import ConsigneeKeys
@@ -130,7 +131,7 @@ def asker(pack: Path, partitions: int):
 
     screener = StatefulScreener(load_pack_screener(pack), risk=RiskStats(), capacity_shares=partitions,
                                 keep_selected=True, remote=True)
-    return BatchProcessor(screener), ConsigneeKeys(partitions)
+    return BatchProcessor(screener, vocabulary_max_strings=max_strings), ConsigneeKeys(partitions)
 
 
 def screen_with_state(processor, keys, state: LocalState, raws: list, partitions: int) -> list:

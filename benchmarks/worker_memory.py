@@ -3,9 +3,9 @@
     python -m benchmarks.worker_memory                          # 1,000,000 parcels, default bound
     python -m benchmarks.worker_memory --parcels 2000000 --max-strings 500000
 
-The stateful worker's compute, without a broker, as `benchmarks.stateful`'s `compute_only` runs it: stage
-one (decode, validate, re-key) and four state partitions' shards (state, screening, reasons, changelog,
-facts) sharing one generation of vocabularies, over `benchmarks.stateful`'s fresh-consignee manifests
+The stateful worker's compute, without a broker, as `benchmarks.stateful`'s `compute_only` runs it: the
+asking worker (decode, validate, ask, screen, reasons, facts) and four state partitions answering (state,
+changelog), over `benchmarks.stateful`'s fresh-consignee manifests
 (every copy of the pool renames its consignees), made batch by batch so the input is never all held.
 Every few batches it samples the process's RSS, the distinct strings the vocabularies hold, their
 generation and the consignee stores' arrays (`nbytes`). It reports the RSS growth over the run split into
@@ -26,7 +26,7 @@ from pathlib import Path
 from .ceiling import WORKER_GC_THRESHOLD
 from .hitpacks import compose_stateful
 from .state_memory import _rss
-from .stateful import benchmark_pool, rekeyed
+from .stateful import LocalState, asker, benchmark_pool, screen_with_state
 
 RESULTS = Path(__file__).resolve().parent / "worker_memory-results.json"
 MANIFESTS_PER_BATCH = 64
@@ -35,31 +35,21 @@ PARTITIONS = 4
 
 def run(parcels: int, max_strings: int, samples: int = 12) -> dict:
     """RSS, strings and store bytes of the stateful compute over `parcels` fresh-consignee parcels."""
-    from screener.kafka.state_shards import Shard
     from screener.pipeline.decode import RawMessage
-    from screener.pipeline.processor import BatchProcessor, VocabularyGenerations
-    from screener.rules import load_pack_screener
-    from screener.state.risk import RiskStats
-    from screener.state.route import Router
 
     pool = benchmark_pool("fresh")
     with tempfile.TemporaryDirectory() as tmp:
-        rules = load_pack_screener(compose_stateful(Path(tmp)))
-    args = {"vocabulary_max_strings": max_strings}
-    vocabularies = VocabularyGenerations(max_strings=max_strings)
-    risk = RiskStats()
-    stage_one = BatchProcessor(rules, router=Router(PARTITIONS), vocabularies=vocabularies, **args)
-    shards = [Shard(rules, args, PARTITIONS, risk, vocabularies) for _ in range(PARTITIONS)]
-    offsets = [0] * PARTITIONS
+        processor, keys = asker(compose_stateful(Path(tmp)), PARTITIONS, max_strings)
+    state = LocalState(PARTITIONS)
+    vocabularies, shards = processor.vocabularies, state.shards
     n_batches = -(-pool.messages_for(parcels) // MANIFESTS_PER_BATCH)
     every = max(1, n_batches // samples)
     gc.set_threshold(*WORKER_GC_THRESHOLD)
 
     def batch(b: int) -> None:
         values = pool.stream(MANIFESTS_PER_BATCH, start=b * MANIFESTS_PER_BATCH)
-        raws = [RawMessage(v, "manifests", 0, b * MANIFESTS_PER_BATCH + k) for k, v in enumerate(values)]
-        for p, records in sorted(rekeyed(stage_one, raws, offsets).items()):
-            shards[p].screen(p, records)     # with its changelog and facts records, as in the worker
+        raws = [RawMessage(v, "manifests", k % PARTITIONS, b * MANIFESTS_PER_BATCH + k) for k, v in enumerate(values)]
+        screen_with_state(processor, keys, state, raws, PARTITIONS)   # with changelog and facts, as the worker
 
     def sample(b: int) -> dict:
         return {"parcels": (b + 1) * MANIFESTS_PER_BATCH * pool.parcels_per_message, "rss_mb": round(_rss() / 2**20, 1),

@@ -45,6 +45,9 @@ PRODUCER_MAX_REQUEST_BYTES = 8 << 20
 PRODUCER_MAX_BATCH_BYTES = 512 << 10
 PRODUCER_LINGER_S = 0.005
 MAX_BATCHES_IN_FLIGHT = 2
+# Lookups are only read soon after they are written: requests until their owner commits them (a day covers
+# replays after an outage), answers by the worker waiting for them (as docker-compose.yml creates them).
+LOOKUP_RETENTION_S = {REQUESTS: 86_400.0, ANSWERS: 3_600.0}
 # Refusals of one record for its size (by the client or the broker): it is dead-lettered, not retried.
 SIZE_REFUSALS = (MessageSizeTooLargeError, RecordTooLargeError)
 
@@ -91,7 +94,8 @@ def create_app(settings: Settings, screener: Screener, metrics: PipelineMetrics 
     topics = {
         name: app.topic(settings.topic(name), key_type=bytes, value_type=bytes,
                         partitions=settings.partitions, replicas=settings.replication_factor,
-                        **({"compacting": True} if name in (CHANGELOG, JOINED_TOPIC) else {}))
+                        **({"compacting": True} if name in (CHANGELOG, JOINED_TOPIC) else {}),
+                        **({"retention": LOOKUP_RETENTION_S[name]} if name in LOOKUP_RETENTION_S else {}))
         for name in names
     }
     out_names = {kind: settings.topic(kind) for kind in names if kind not in ("manifests", INSPECTIONS)}

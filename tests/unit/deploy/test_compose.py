@@ -54,9 +54,9 @@ def test_topic_init_creates_every_topic_after_kafka_is_healthy():
     assert init["depends_on"]["kafka"]["condition"] == "service_healthy"
     script = " ".join(init["command"])
     assert "kafka-topics.sh" in script and "--if-not-exists" in script
-    for topic in ("manifests", "decisions", "flagged", "dead-letter", "parcels", "state-changelog", "inspections",
-                  "parcel-facts", "outcomes-joined"):
-        assert topic in script
+    for topic in ("manifests", "decisions", "flagged", "dead-letter", "state-requests", "state-answers",
+                  "state-changelog", "inspections", "parcel-facts", "outcomes-joined"):
+        assert topic in re.split(r"[\s;]+", script) or f'"$${{PREFIX}}{topic}"' in script, topic   # looped or alone
 
 
 def test_worker_is_a_scalable_service_running_the_screener():
