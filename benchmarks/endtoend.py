@@ -9,7 +9,7 @@ from .measure import drain
 from .procs import screener_worker
 
 OUTPUTS = ("decisions", "flagged", "dead-letter")
-STATE_TOPICS = ("parcels", "state-changelog")   # written by a worker with a stateful pack
+STATE_TOPICS = ("state-requests", "state-answers", "state-changelog")   # a stateful worker's own
 
 
 def topics(prefix: str) -> list[str]:

@@ -164,7 +164,9 @@ def create_app(settings: Settings, screener: Screener, metrics: PipelineMetrics 
     if asks:
         @app.task
         async def read_answers() -> None:
-            # This worker's reply partition of `state-answers`; the task ends with the app.
+            # This worker's reply partition of `state-answers` (declared first: its end is read at once);
+            # the task ends with the app.
+            await topics[ANSWERS].maybe_declare()
             await client.run()
 
         @app.agent(topics[REQUESTS], name="serve-state")

@@ -18,8 +18,18 @@ from screener.pipeline.processor import DEAD_LETTER, DECISIONS, BatchProcessor
 from screener.rules import load_pack_screener
 from screener.rules.parcels import example_parcel
 from screener.state.consignee import COLUMNS, ConsigneeState
-from screener.state.lookup import (ANSWERS, REQUESTS, ConsigneeKeys, ask, decode_answer, decode_request,
-                                   encode_failure, encode_requests, fill, serve)
+from screener.state.lookup import (
+    ANSWERS,
+    REQUESTS,
+    ConsigneeKeys,
+    ask,
+    decode_answer,
+    decode_request,
+    encode_failure,
+    encode_requests,
+    fill,
+    serve,
+)
 from screener.state.screener import StatefulScreener
 
 PACK = "rules/stateful.toml"
