@@ -20,25 +20,31 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from dataclasses import dataclass
 
 from aiokafka import TopicPartition
+from aiokafka.errors import KafkaError
 
-from screener.kafka.tail import highwaters, start_consumer
+from screener.kafka.tail import TailError, highwaters, start_consumer
 from screener.state.lookup import REQUESTS, Answer, ConsigneeKeys, Lookup, ask, decode_answer, fill
 
 log = logging.getLogger(__name__)
 
 ANSWER_WAIT_S = 30.0
+RETRY_S = 1.0
 
 
 class StateClient:
     """Fills prepared batches' consignee columns from the state partitions' answers."""
 
     def __init__(self, bootstrap: list[str], answers_topic: str, partitions: int, max_record_bytes: int,
-                 screener, sender) -> None:
-        """`screener`: the worker's StatefulScreener (USD values); `sender`: the worker's BulkSender."""
+                 screener, sender, fetch_max_wait_ms: int = 100, metrics=None) -> None:
+        """`screener`: the worker's StatefulScreener (USD values); `sender`: the worker's BulkSender;
+        `fetch_max_wait_ms`: as the worker's own consumer (an answer waits for the fetch that brings it);
+        `metrics`: PipelineMetrics for the lookups' round trips and resends."""
         self.bootstrap = bootstrap
+        self.fetch_max_wait_ms = fetch_max_wait_ms
         self.client = int.from_bytes(os.urandom(8), "little") >> 1
         self.reply = self.client % partitions
         self.tp = TopicPartition(answers_topic, self.reply)
@@ -49,23 +55,35 @@ class StateClient:
         self._number = 0
         self._pending: dict[tuple[int, int], asyncio.Future] = {}
         self._ready = asyncio.Event()
-        self.resent = 0
+        self.metrics = metrics
 
     async def run(self) -> None:
-        """Read the reply partition from its current end (before any request is sent) until cancelled."""
-        end = (await highwaters(self.bootstrap, [self.tp]))[self.tp]   # 0 if unknown: answers are skipped
-        consumer = await start_consumer(self.bootstrap)
-        try:
-            consumer.assign([self.tp])
-            consumer.seek(self.tp, end)
-            self._ready.set()
-            log.info("state answers: client %x reads %s[%d] from %d", self.client, self.tp.topic, self.reply, end)
-            while True:
-                got = await consumer.getmany(self.tp, timeout_ms=500)
-                for msg in got.get(self.tp, []):
-                    self._answered(msg)
-        finally:
-            await consumer.stop()
+        """Read the reply partition from its current end (before any request is sent) until cancelled; a
+        broker error restarts the reading where it stopped (requests wait meanwhile, or are sent again)."""
+        position = (await highwaters(self.bootstrap, [self.tp]))[self.tp]   # 0 if unknown: answers are skipped
+        while True:
+            try:
+                consumer = await start_consumer(self.bootstrap, fetch_max_wait_ms=self.fetch_max_wait_ms)
+            except TailError as exc:
+                log.warning("state answers: %s; trying again", exc)
+                await asyncio.sleep(RETRY_S)
+                continue
+            try:
+                consumer.assign([self.tp])
+                consumer.seek(self.tp, position)
+                self._ready.set()
+                log.info("state answers: client %x reads %s[%d] from %d", self.client, self.tp.topic, self.reply,
+                         position)
+                while True:
+                    got = await consumer.getmany(self.tp, timeout_ms=500)
+                    for msg in got.get(self.tp, []):
+                        self._answered(msg)
+                        position = msg.offset + 1
+            except KafkaError as exc:
+                log.warning("state answers: reading %s[%d] failed (%s); reading again", self.tp.topic, self.reply, exc)
+                await asyncio.sleep(RETRY_S)
+            finally:
+                await consumer.stop()
 
     def _answered(self, msg) -> None:
         try:
@@ -87,8 +105,9 @@ class StateClient:
         loop = asyncio.get_running_loop()
         waiting = {a.token: loop.create_future() for a in lookup.asked}
         self._pending.update(waiting)
+        sent_at = time.monotonic()
         sent = await self.sender.send([(REQUESTS, None, a.value, a.partition) for a in lookup.asked])
-        return Ticket(batches, lookup, waiting, sent)
+        return Ticket(batches, lookup, waiting, sent, sent_at)
 
     async def answers(self, ticket: Ticket) -> dict[int, str]:
         """Wait for a ticket's answers and set its batches' columns; the batches whose lookup failed, with why."""
@@ -102,12 +121,15 @@ class StateClient:
                 answers.update((a.token, waiting[a.token].result()) for a in todo if waiting[a.token].done())
                 todo = [a for a in todo if a.token not in answers]
                 if todo:
-                    self.resent += len(todo)
+                    if self.metrics is not None:
+                        self.metrics.requests_resent.inc(len(todo))
                     log.warning("%d state requests unanswered after %.0f s: sending them again", len(todo), ANSWER_WAIT_S)
                     sent = await self.sender.send([(REQUESTS, None, a.value, a.partition) for a in todo])
         finally:
             for token in waiting:
                 self._pending.pop(token, None)
+        if self.metrics is not None:
+            self.metrics.lookup_seconds.observe(time.monotonic() - ticket.sent_at)
         return fill(ticket.batches, lookup, answers)
 
 
@@ -119,3 +141,4 @@ class Ticket:
     lookup: Lookup
     waiting: dict[tuple[int, int], asyncio.Future]
     sent: list
+    sent_at: float

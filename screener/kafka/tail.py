@@ -47,18 +47,19 @@ class Parcel:
     manifest_id: str | None
 
 
-def _consumer(bootstrap: list[str], small: bool = False) -> AIOKafkaConsumer:
+def _consumer(bootstrap: list[str], small: bool = False, fetch_max_wait_ms: int = 500) -> AIOKafkaConsumer:
     # `small` reads high-water marks: a fetch of one batch is enough to learn them.
     size = 1024 if small else 8 << 20
     return AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
                             auto_offset_reset="earliest", fetch_max_bytes=size if small else 16 << 20,
                             max_partition_fetch_bytes=size, request_timeout_ms=10_000,
-                            client_id=f"screener-tail-{uuid.uuid4().hex[:6]}")
+                            fetch_max_wait_ms=fetch_max_wait_ms, client_id=f"screener-tail-{uuid.uuid4().hex[:6]}")
 
 
-async def start_consumer(bootstrap: list[str], small: bool = False) -> AIOKafkaConsumer:
-    """A started consumer without a group; TailError if no broker answers."""
-    consumer = _consumer(bootstrap, small)
+async def start_consumer(bootstrap: list[str], small: bool = False, fetch_max_wait_ms: int = 500) -> AIOKafkaConsumer:
+    """A started consumer without a group; TailError if no broker answers. `fetch_max_wait_ms`: how long a
+    fetch may wait for data (the embedded broker holds it long: screener/kafka/transport.py)."""
+    consumer = _consumer(bootstrap, small, fetch_max_wait_ms)
     try:
         await consumer.start()
     except KafkaConnectionError:

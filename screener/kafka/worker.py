@@ -48,6 +48,7 @@ MAX_BATCHES_IN_FLIGHT = 2
 # Lookups are only read soon after they are written: requests until their owner commits them (a day covers
 # replays after an outage), answers by the worker waiting for them (as docker-compose.yml creates them).
 LOOKUP_RETENTION_S = {REQUESTS: 86_400.0, ANSWERS: 3_600.0}
+SERVE_WITHIN_S = 0.005
 # Refusals of one record for its size (by the client or the broker): it is dead-lettered, not retried.
 SIZE_REFUSALS = (MessageSizeTooLargeError, RecordTooLargeError)
 
@@ -106,7 +107,8 @@ def create_app(settings: Settings, screener: Screener, metrics: PipelineMetrics 
     app.screener_processor = processor  # for observability (vocabulary sizes)
     sender = BulkSender(app.producer, out_names)
     client = StateClient(settings.bootstrap_servers, settings.topic(ANSWERS), settings.partitions,
-                         settings.max_record_bytes, screener, sender) if asks else None
+                         settings.max_record_bytes, screener, sender, settings.fetch_max_wait_ms,
+                         metrics) if asks else None
 
     def finished(prepared, failed) -> list:
         """A prepared batch screened and encoded: what to produce (the facts of its selections too)."""
@@ -172,7 +174,8 @@ def create_app(settings: Settings, screener: Screener, metrics: PipelineMetrics 
         @app.agent(topics[REQUESTS], name="serve-state")
         async def serve_state(stream: faust.StreamT) -> None:
             in_flight: deque[asyncio.Task] = deque()
-            async for events in stream.noack_take(settings.batch_max_messages, within=settings.batch_within_s):
+            # A request already stands for a whole batch of parcels, and a worker waits for its answer.
+            async for events in stream.noack_take(settings.batch_max_messages, within=SERVE_WITHIN_S):
                 t0 = time.perf_counter()
                 by_partition: dict[int, list] = {}
                 for e in events:

@@ -116,6 +116,12 @@ class PipelineMetrics:
                                  buckets=LATENCY_BUCKETS, registry=r)
         self.last_batch = Gauge("screener_last_batch_timestamp_seconds", "Unix time of the last processed batch.",
                                 registry=r)
+        self.lookup_seconds = Histogram("screener_state_lookup_seconds",
+                                        "Wall seconds from sending a batch's state lookups to holding every answer "
+                                        "(stateful packs).", buckets=BATCH_BUCKETS, registry=r)
+        self.requests_resent = Counter("screener_state_requests_resent_total",
+                                       "State requests sent again, unanswered after 30 s (stateful packs).",
+                                       registry=r)
         self.outcomes = Counter("screener_inspection_outcomes_total",
                                 "Inspection outcomes read: joined to a kept parcel, or dead-lettered (invalid, "
                                 "unknown_parcel).", ["result"], registry=r)

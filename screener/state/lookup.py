@@ -98,8 +98,11 @@ class ConsigneeKeys:
             self._reset(vocab)
         have = self._n
         if have < len(vocab):
-            data = "".join(vocab.normalised[have:]).encode()
-            lengths = [len(k.encode()) for k in vocab.normalised[have:]]
+            new = vocab.normalised[have:]
+            text = "".join(new)
+            data = text.encode()
+            # ASCII (the common case): a key has as many bytes as characters, so only non-ASCII keys are encoded.
+            lengths = list(map(len, new)) if len(data) == len(text) else [len(k.encode()) for k in new]
             used = int(self._off[have])
             self._arena = grown(self._arena, used + len(data))
             self._arena[used:used + len(data)] = np.frombuffer(data, np.uint8)

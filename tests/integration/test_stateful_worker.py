@@ -105,6 +105,8 @@ def test_window_totals_survive_sigkill_and_nothing_is_counted_twice(broker, tmp_
         state = {("screener_state_entries", (("kind", "consignee"), ("name", entry))): value
                  for entry, value in (("entities", 1.0), ("window_events", 4.0))}
         assert metrics_until(port, lambda m: all(m.get(k) == v for k, v in state.items()), 60), worker.log()[-3000:]
+        # ...and the lookups' round trips: the restarted worker asked the state partitions for K3's columns.
+        assert metrics_until(port, lambda m: m.get(("screener_state_lookup_seconds_count", ()), 0) >= 1, 10)
     finally:
         worker.stop()
     got = decided(out, topic)
