@@ -342,7 +342,12 @@ class Reason:
     description: str = ""
     text: str = ""
 
+    def __post_init__(self) -> None:
+        # Rounded as the wire has it, so that orjson writes the dataclass itself (fields in wire order): the
+        # encoder's one call per parcel, no dict per reason.
+        self.contribution = round(self.contribution, 6)
+
     def as_dict(self) -> dict:
         """Wire form (see docs/wire-format.md)."""
-        return {"rule_id": self.rule_id, "contribution": round(self.contribution, 6),
+        return {"rule_id": self.rule_id, "contribution": self.contribution,
                 "values": self.values, "description": self.description, "text": self.text}

@@ -104,7 +104,7 @@ def encode(messages: list[MessageOut], batch: ParcelBatch, result: ScreenResult,
             pid = pid_bytes[i] = bytes(ids[a:b])
             # The same bytes orjson gives for the dict, without decoding the id or building the dict.
             entries[i] = b"".join((b'{"parcel_id":"', pid, heads[lane], score, b',"reasons":',
-                                   orjson.dumps([r.as_dict() for r in reasons]), b"}"))
+                                   orjson.dumps(reasons), b"}"))
     entry_len = np.full(n, -1, dtype=np.int64)
     entry_start = np.zeros(n, dtype=np.int64)
     if entries:

@@ -215,14 +215,20 @@ class _Walk:
             return [_show(node.value)] * len(sel)
         label = node.label or type(node).__name__
         values, out = self.values, []
+        seen: dict = {}     # values repeat (counts, a first-seen 0): each finite float is formatted once per call
         for p, v in zip(sel, got):
             if v.__class__ is float and v - v == 0.0:     # finite: the common case, inline
-                f = float(f"{v:.6g}")
-                shown = repr(f)
+                key = v if v else repr(v)                  # 0.0 == -0.0, yet they are shown apart
+                done = seen.get(key)
+                if done is None:
+                    f = float(f"{v:.6g}")
+                    done = seen[key] = (f, f"{label}={f!r}")
+                f, text = done
             else:
                 f, shown = _fmt_show(v)
+                text = f"{label}={shown}"
             values[p][label] = f
-            out.append(f"{label}={shown}")
+            out.append(text)
         return out
 
     def walk(self, node: ir.Node, sel: list[int], rows: list[int] | None, ks: list[int] | None,

@@ -186,6 +186,9 @@ def string_texts(node: ir.StrTest, strings: list[str], matched: list[list[str]],
     return [f'{what} "{s}" {verb} {src}' for s in strings]
 
 
+_MEMO_TYPES = (float, int, bool)   # hashable; a NaN is looked up in vain (NaN != NaN) and worded each time
+
+
 @lru_cache(maxsize=4096)
 def _cmp_parts(node: ir.Compare, held: bool) -> tuple[str, str | None, str, str]:
     """The fixed words of a comparison: left operand's name, unit, the relation, the threshold's name."""
@@ -197,17 +200,24 @@ def _cmp_parts(node: ir.Compare, held: bool) -> tuple[str, str | None, str, str]
 def compare_texts(node: ir.Compare, lefts: list, rights: list, held: list[bool], currencies: list[str]) -> list[str]:
     """A comparison in words, per parcel: "value per kg USD 1.11/kg is below USD 40.00/kg (band ...)"."""
     parts = {True: _cmp_parts(node, True), False: _cmp_parts(node, False)}
-    threshold = isinstance(node.right, ir.Const)    # the same value for every parcel: worded once per currency
-    shown: dict[str, str] = {}
+    u = parts[True][1]
+    # Values repeat (a threshold, counts, a first-seen 0): each (value, currency) is worded once per call.
+    # A value is keyed with its type: 1 and 1.0 and True are equal keys but are worded differently.
+    worded: dict = {}
+
+    def word(v, cur: str) -> str:
+        if v.__class__ not in _MEMO_TYPES:
+            return number(v, u, cur)
+        key = (v.__class__, v if v else repr(v), cur)     # 0.0 == -0.0, yet they are worded apart
+        text = worded.get(key)
+        if text is None:
+            text = worded[key] = number(v, u, cur)
+        return text
+
     out = []
     for lv, rv, h, cur in zip(lefts, rights, held, currencies):
-        left, u, words, right = parts[h]
-        rt = shown.get(cur) if threshold else None
-        if rt is None:
-            rt = number(rv, u, cur)
-            if threshold:
-                shown[cur] = rt
-        out.append(f"{left} {number(lv, u, cur)} is {words} {rt}{right}")
+        left, _, words, right = parts[h]
+        out.append(f"{left} {word(lv, cur)} is {words} {word(rv, cur)}{right}")
     return out
 
 
