@@ -39,11 +39,13 @@ class BulkSender:
         for kind, group in by_kind.items():
             topic = self._topics[kind]
             partitions = sorted(await producer.partitions_for(topic))
-            keyed = [r[1] if r[1] is not None else b"" for r in group]
-            chosen = partitions_of(keyed, len(partitions)).tolist()
+            if all(len(r) > 3 for r in group):   # partitions chosen by the caller (state records, lookups, facts)
+                chosen = [r[3] % len(partitions) for r in group]
+            else:
+                chosen = partitions_of([r[1] if r[1] is not None else b"" for r in group], len(partitions)).tolist()
             open_batches: dict[int, tuple[object, list]] = {}
             for record, slot in zip(group, chosen):
-                if len(record) > 3:     # a partition chosen by the caller (re-keyed records, state changelog)
+                if len(record) > 3:
                     slot = record[3] % len(partitions)
                 elif record[1] is None:   # unkeyed records are spread round robin, as Kafka clients do
                     slot = next(self._round_robin) % len(partitions)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 
 import orjson
 import pytest
@@ -118,3 +119,40 @@ def test_window_totals_survive_sigkill_and_nothing_is_counted_twice(broker, tmp_
     assert reason["values"]["consignee_24h_count"] == 4, worker.log()[-3000:]
     restarted = (tmp_path / "worker-2.log").read_text(errors="replace")
     assert re.search(r"state partition \d+: 1 entities from [1-9]", restarted), restarted[-3000:]
+
+
+@pytest.mark.timeout(300)
+def test_a_worker_joining_mid_stream_takes_state_partitions_over_and_nothing_stalls_or_counts_twice(broker, tmp_path):
+    # Worker one screens alone, then two joins while manifests keep coming: the rebalance moves manifests and
+    # state partitions (and their stores) while batches wait for answers. Every parcel is decided, and the
+    # consignee that gets one parcel per manifest is counted once per parcel, whoever answered for it.
+    env = {"SCREENER_PACK": PACK}
+    one = WorkerProcess(broker.url, tmp_path, partitions=4, extra_env=env)
+    (tmp_path / "two").mkdir()
+    two = WorkerProcess(broker.url, tmp_path / "two", prefix=one.prefix, partitions=4, extra_env=env)
+    topic = one.topic("decisions")
+    values = [manifest(k, [parcel(f"R{k}", "C-REPEAT", 2 + k // 8, 300.0)]
+                       + [parcel(f"N{k}-{j}", f"C-NEW-{k}-{j}", 2 + k // 8, 300.0) for j in range(30)])
+              for k in range(24)]
+    first = {f"R{k}" for k in range(8)}
+    try:
+        one.start()
+        asyncio.run(produce(broker.bootstrap, one.topic("manifests"), values[:8]))
+        asyncio.run(consume_until(broker.bootstrap, [topic], lambda o: first <= decided(o, topic).keys(), 120))
+        two.start()
+        for lo in range(8, 23, 3):        # the rest while two joins and the partitions move
+            asyncio.run(produce(broker.bootstrap, one.topic("manifests"), values[lo:min(lo + 3, 23)]))
+            time.sleep(1.0)
+        every = {p["parcel_id"] for v in values[:23] for p in orjson.loads(v)["parcels"]}
+        asyncio.run(consume_until(broker.bootstrap, [topic], lambda o: every <= decided(o, topic).keys(), 150))
+        asyncio.run(produce(broker.bootstrap, one.topic("manifests"), values[23:]))
+        out = asyncio.run(consume_until(broker.bootstrap, [topic], lambda o: "R23" in decided(o, topic), 60))
+    finally:
+        one.stop()
+        two.stop()
+    got = decided(out, topic)
+    assert every <= got.keys()
+    last = got["R23"][-1]
+    reason = next(r for r in last["reasons"] if r["rule_id"] == "R2_SPLIT_SHIPMENT_CN_9610")
+    assert reason["values"]["consignee_24h_count"] == 24, (reason, one.log()[-3000:], two.log()[-3000:])
+    assert "state partition" in two.log(), two.log()[-3000:]     # two did take state partitions over
