@@ -46,7 +46,7 @@ class StateClient:
         self.bootstrap = bootstrap
         self.fetch_max_wait_ms = fetch_max_wait_ms
         self.client = int.from_bytes(os.urandom(8), "little") >> 1
-        self.reply = self.client % partitions
+        self.reply = self.client % partitions      # made sure of once the topic's partitions are known
         self.tp = TopicPartition(answers_topic, self.reply)
         self.max_record_bytes = max_record_bytes
         self.screener = screener
@@ -60,7 +60,7 @@ class StateClient:
     async def run(self) -> None:
         """Read the reply partition from its current end (before any request is sent) until cancelled; a
         broker error restarts the reading where it stopped (requests wait meanwhile, or are sent again)."""
-        position = (await highwaters(self.bootstrap, [self.tp]))[self.tp]   # 0 if unknown: answers are skipped
+        position = None
         while True:
             try:
                 consumer = await start_consumer(self.bootstrap, fetch_max_wait_ms=self.fetch_max_wait_ms)
@@ -69,6 +69,11 @@ class StateClient:
                 await asyncio.sleep(RETRY_S)
                 continue
             try:
+                if position is None:    # first: which partition (of those the topic has), and where it ends
+                    await consumer.topics()
+                    self.reply = self.client % max(len(consumer.partitions_for_topic(self.tp.topic) or ()), 1)
+                    self.tp = TopicPartition(self.tp.topic, self.reply)
+                    position = (await highwaters(self.bootstrap, [self.tp]))[self.tp]   # 0 if unknown: skipped
                 consumer.assign([self.tp])
                 consumer.seek(self.tp, position)
                 self._ready.set()

@@ -4,6 +4,10 @@ Offsets are acknowledged only after every record of a batch (decisions, flagged,
 has been acknowledged by the broker; Faust commits acknowledged offsets on its commit interval.
 `stream.noack_take` is used because `stream.take` acknowledges the buffered events in a
 `finally` block, that is, even when processing of the batch raised.
+
+A stateful pack adds the `serve-state` agent (the state partitions this worker owns, answering the
+lookups of every worker: screener/kafka/state_shards.py) and, when it reads R11 rates, the
+`join-outcomes` agent and the task following `outcomes-joined` (screener/kafka/feedback.py).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from screener.ops.metrics import PipelineMetrics
 from screener.ops.observability import attach
 from screener.pipeline.deadletter import dead_letter
 from screener.pipeline.decode import RawMessage, Rejection
-from screener.pipeline.processor import DEAD_LETTER, DECISIONS, FLAGGED, BatchOutcome, BatchProcessor
+from screener.pipeline.processor import DEAD_LETTER, DECISIONS, FLAGGED, BatchOutcome, BatchProcessor, BatchResult
 from screener.pipeline.screening import Screener
 from screener.rules.screener import PackScreener
 from screener.settings import Settings
@@ -110,7 +114,7 @@ def create_app(settings: Settings, screener: Screener, metrics: PipelineMetrics 
                          settings.max_record_bytes, screener, sender, settings.fetch_max_wait_ms,
                          metrics) if asks else None
 
-    def finished(prepared, failed) -> list:
+    def finished(prepared, failed) -> BatchResult:
         """A prepared batch screened and encoded: what to produce (the facts of its selections too)."""
         result = processor.finish(prepared, failed)
         if feedback:    # the facts of the parcels selected, for the inspection outcomes to come
