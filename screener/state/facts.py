@@ -1,7 +1,7 @@
 """What the screener keeps of a parcel it selected for inspection, so that an outcome can be joined to it.
 
 An inspection outcome names only a parcel_id; R11 needs the parcel's entities (risk kinds of
-screener/state/risk.py). Stage two writes the *facts* of every parcel it selects (final lane yellow or red,
+screener/state/risk.py). The worker writes the *facts* of every parcel it selects (final lane yellow or red,
 after capacity control) to the `parcel-facts` topic: one record per destination partition per batch, the
 partition Kafka's default partitioner gives the parcel_id over the topic's partitions, so an outcome (keyed
 by parcel_id on `inspections`, same partition count) and its parcel's facts share a partition number. A
