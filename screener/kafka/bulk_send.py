@@ -39,16 +39,15 @@ class BulkSender:
         for kind, group in by_kind.items():
             topic = self._topics[kind]
             partitions = sorted(await producer.partitions_for(topic))
-            if all(len(r) > 3 for r in group):   # partitions chosen by the caller (state records, lookups, facts)
-                chosen = [r[3] % len(partitions) for r in group]
-            else:
-                chosen = partitions_of([r[1] if r[1] is not None else b"" for r in group], len(partitions)).tolist()
+            n = len(partitions)
+            # A partition chosen by the caller (state records, lookups, facts), else the key's (only those keys
+            # are hashed), else round robin for an unkeyed record, as Kafka clients do.
+            keyed = [r[1] for r in group if len(r) == 3 and r[1] is not None]
+            by_key = iter(partitions_of(keyed, n).tolist() if keyed else ())
+            chosen = [r[3] % n if len(r) > 3 else next(self._round_robin) % n if r[1] is None else next(by_key)
+                      for r in group]
             open_batches: dict[int, tuple[object, list]] = {}
             for record, slot in zip(group, chosen):
-                if len(record) > 3:
-                    slot = record[3] % len(partitions)
-                elif record[1] is None:   # unkeyed records are spread round robin, as Kafka clients do
-                    slot = next(self._round_robin) % len(partitions)
                 partition = partitions[slot]
                 key, value = record[1], record[2]
                 if len(value) >= SOLO_RECORD_BYTES:

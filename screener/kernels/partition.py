@@ -54,5 +54,9 @@ def partitions_of(keys: list[bytes], partitions: int) -> np.ndarray:
     starts = np.zeros(len(keys), dtype=np.int64)
     if len(keys) > 1:
         np.cumsum(lengths[:-1], out=starts[1:])
-    buf = np.frombuffer(b"".join(keys), dtype=np.uint8)
+    return partitions_of_spans(np.frombuffer(b"".join(keys), dtype=np.uint8), starts, lengths, partitions)
+
+
+def partitions_of_spans(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray, partitions: int) -> np.ndarray:
+    """Partition of each key given as a byte span of `buf`, by Kafka's default partitioner."""
     return (murmur2_many(buf, starts, lengths).astype(np.int64) & 0x7FFFFFFF) % partitions

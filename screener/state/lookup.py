@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from screener.kernels.partition import murmur2_many
+from screener.kernels.partition import partitions_of_spans
 from screener.pipeline.batch import ParcelBatch, PerCode, Vocabulary, grown
 from screener.state.consignee import COLUMNS, ConsigneeState
 
@@ -113,8 +113,7 @@ class ConsigneeKeys:
     def _partitions_of_codes(self, vocab: Vocabulary, codes: np.ndarray) -> np.ndarray:
         self._grow(vocab)
         off = self._off
-        return (murmur2_many(self._arena, off[codes], off[codes + 1] - off[codes]).astype(np.int64)
-                & 0x7FFFFFFF) % self.partitions
+        return partitions_of_spans(self._arena, off[codes], off[codes + 1] - off[codes], self.partitions)
 
     def lengths(self, vocab: Vocabulary, codes: np.ndarray) -> np.ndarray:
         """The byte length of each code's key."""
